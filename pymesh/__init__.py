@@ -1,0 +1,175 @@
+"""pymesh — the BEAM's distributed-node experience, in Python on asyncio.
+
+Start a named node, spawn lightweight processes, send them messages, link and
+monitor them, and connect to other nodes — with the names Erlang and Elixir
+users know::
+
+    import asyncio, pymesh
+    from pymesh import Node, spawn, send, receive, self
+
+    async def echo():
+        while True:
+            frm, msg = await receive()
+            send(frm, msg)
+
+    async def main():
+        await pymesh.start("node1", cookie="secret")
+        pid = spawn(echo)
+        send(pid, (self(), "hello"))
+        print(await receive())            # 'hello'
+        print(await Node.connect("node2@vm"), Node.list())
+
+    asyncio.run(main())
+
+Layers (an import only ever points down): :mod:`pymesh.wire` (the sans-IO
+distribution protocol and term codec), :mod:`pymesh.runtime` (processes, nodes,
+port mapper, GenServer, Supervisor), :mod:`pymesh.services` (registries,
+discovery), and the faces ``pymesh.shell`` and ``pymesh.tui``. Everything a
+user needs is exported here; the modules behind it are private.
+"""
+
+from ._errors import (
+    AlreadyRegistered,
+    AuthenticationError,
+    BadName,
+    BrokenConnectionError,
+    CallExit,
+    CallTimeout,
+    ClosedConnectionError,
+    ConfigError,
+    DecodeError,
+    EncodeError,
+    EpmdError,
+    FrameTooLarge,
+    HandshakeError,
+    LocalProtocolError,
+    NameTaken,
+    NoProcess,
+    NodeError,
+    NotAlive,
+    NotAProcess,
+    ProcessError,
+    ProtocolError,
+    PymeshError,
+    ReceiveTimeout,
+    RemoteProtocolError,
+    SpawnError,
+    UnknownRegistry,
+    WouldBlock,
+)
+from .runtime._connection import ConnectionStats
+from .runtime._genserver import NOREPLY, GenServer, call, cast, reply
+from .runtime._loop import loop_name, run
+from .runtime._node import Node, start, stop
+from .runtime._pattern import ANY, matches
+from .runtime._process import (
+    Exit,
+    ProcessInfo,
+    demonitor,
+    exit,
+    flush_mailbox,
+    is_alive,
+    link,
+    make_ref,
+    monitor,
+    process_flag,
+    process_info,
+    processes,
+    receive,
+    register,
+    registered,
+    self,
+    send,
+    spawn,
+    spawn_link,
+    spawn_monitor,
+    trap_exit,
+    unlink,
+    unregister,
+    whereis,
+)
+from .runtime._rpc import RpcError, rpc_call, rpc_eval
+from .runtime._supervisor import ChildSpec, Supervisor
+from .wire._types import Pid, Ref, RemoteError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # nodes
+    "run",
+    "loop_name",
+    "start",
+    "stop",
+    "Node",
+    "ConnectionStats",
+    # processes
+    "spawn",
+    "spawn_link",
+    "spawn_monitor",
+    "self",
+    "send",
+    "receive",
+    "flush_mailbox",
+    "register",
+    "unregister",
+    "whereis",
+    "registered",
+    "link",
+    "unlink",
+    "monitor",
+    "demonitor",
+    "exit",
+    "Exit",
+    "trap_exit",
+    "process_flag",
+    "is_alive",
+    "process_info",
+    "ProcessInfo",
+    "processes",
+    "make_ref",
+    "Pid",
+    "Ref",
+    "RemoteError",
+    "ANY",
+    "matches",
+    # OTP behaviours
+    "GenServer",
+    "call",
+    "cast",
+    "reply",
+    "NOREPLY",
+    "Supervisor",
+    "ChildSpec",
+    # rpc
+    "rpc_call",
+    "rpc_eval",
+    "RpcError",
+    # errors
+    "PymeshError",
+    "ProtocolError",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "FrameTooLarge",
+    "HandshakeError",
+    "AuthenticationError",
+    "EncodeError",
+    "DecodeError",
+    "ClosedConnectionError",
+    "BrokenConnectionError",
+    "WouldBlock",
+    "NodeError",
+    "NotAlive",
+    "NameTaken",
+    "EpmdError",
+    "ConfigError",
+    "ProcessError",
+    "NotAProcess",
+    "NoProcess",
+    "BadName",
+    "ReceiveTimeout",
+    "CallTimeout",
+    "CallExit",
+    "SpawnError",
+    "AlreadyRegistered",
+    "UnknownRegistry",
+]
