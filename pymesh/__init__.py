@@ -30,6 +30,11 @@ user needs is exported here; the modules behind it are private.
 
 from ._errors import (
     AlreadyRegistered,
+    BadKey,
+    DiscoveryError,
+    EtcdError,
+    LockAborted,
+    RegistryError,
     AuthenticationError,
     BadName,
     BrokenConnectionError,
@@ -64,6 +69,8 @@ from .runtime._node import Node, start, stop
 from .runtime._pattern import ANY, matches
 from .runtime._process import (
     Exit,
+    add_exit_hook,
+    remove_exit_hook,
     ProcessInfo,
     demonitor,
     exit,
@@ -88,8 +95,21 @@ from .runtime._process import (
     unregister,
     whereis,
 )
-from .runtime._rpc import RpcError, rpc_call, rpc_eval
+from .runtime._rpc import RpcError, evaluate, rpc_call, rpc_eval, set_eval_namespace
 from .runtime._supervisor import ChildSpec, Supervisor
+from .services import (
+    PG,
+    DistributedChildSpec,
+    DistributedRegistry,
+    DistributedSupervisor,
+    DistributionStrategy,
+    EtcdRegistry,
+    Global,
+    NoQuorum,
+    Registry,
+    UniformDistribution,
+    UniformQuorumDistribution,
+)
 from .wire._types import Pid, Ref, RemoteError
 
 __version__ = "0.1.0"
@@ -125,6 +145,8 @@ __all__ = [
     "is_alive",
     "process_info",
     "ProcessInfo",
+    "add_exit_hook",
+    "remove_exit_hook",
     "processes",
     "make_ref",
     "Pid",
@@ -140,10 +162,24 @@ __all__ = [
     "NOREPLY",
     "Supervisor",
     "ChildSpec",
+    # registries
+    "Registry",
+    "Global",
+    "PG",
+    "DistributedRegistry",
+    "DistributedSupervisor",
+    "DistributedChildSpec",
+    "DistributionStrategy",
+    "UniformDistribution",
+    "UniformQuorumDistribution",
+    "NoQuorum",
+    "EtcdRegistry",
     # rpc
     "rpc_call",
     "rpc_eval",
     "RpcError",
+    "evaluate",
+    "set_eval_namespace",
     # errors
     "PymeshError",
     "ProtocolError",
@@ -172,4 +208,9 @@ __all__ = [
     "SpawnError",
     "AlreadyRegistered",
     "UnknownRegistry",
+    "RegistryError",
+    "BadKey",
+    "LockAborted",
+    "EtcdError",
+    "DiscoveryError",
 ]

@@ -47,6 +47,9 @@ __all__ = [
     "SpawnError",
     "AlreadyRegistered",
     "UnknownRegistry",
+    "RegistryError",
+    "BadKey",
+    "LockAborted",
     "ConfigError",
     "EtcdError",
     "DiscoveryError",
@@ -208,6 +211,30 @@ class UnknownRegistry(ProcessError, LookupError):
     def __init__(self, name: Any) -> None:
         super().__init__(f"unknown registry {name!r}")
         self.name = name
+
+
+class RegistryError(ProcessError, ValueError):
+    """A registry, global name or process group was asked for something it does
+    not support: ``update_value`` on a duplicate registry, a remote pid where a
+    local one is needed, a bad option."""
+
+
+class BadKey(ProcessError, TypeError):
+    """A registry key, global name, group or lock id cannot be used: it is
+    unhashable, or it cannot be encoded to travel to another node. ``key`` is
+    the culprit."""
+
+    def __init__(self, key: Any, why: str) -> None:
+        super().__init__(f"bad key {key!r}: {why}")
+        self.key = key
+
+
+class LockAborted(ProcessError):
+    """``Global.trans`` could not take its lock within its retries (OTP's ``aborted``)."""
+
+    def __init__(self, lock_id: Any) -> None:
+        super().__init__(f"could not take the global lock {lock_id!r}")
+        self.lock_id = lock_id
 
 
 # --- services -------------------------------------------------------------------

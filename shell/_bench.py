@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pymesh
 from pymesh import Node, receive, register, self, send, spawn
+from pymesh.runtime import _trace  # TODO(lead): pymesh.watch_traffic once exported
 
 __all__ = ["configure_bench", "run_bench"]
 
@@ -60,8 +61,10 @@ async def _sink() -> None:
             return
 
 
-async def _peer_main(name: str, cookie: str, epmd_port: int | None) -> None:
+async def _peer_main(name: str, cookie: str, epmd_port: int | None, trace: bool = False) -> None:
     await pymesh.start(name, cookie=cookie, epmd_port=epmd_port)
+    if trace:
+        _trace.watch_traffic()
     pid = spawn(_sink)
     ref = pymesh.monitor(pid)
     print("ready", flush=True)
@@ -122,6 +125,8 @@ async def _spawn_rate(k: int) -> tuple[float, float]:
 async def _measure(args: argparse.Namespace, peer: str) -> dict[str, list[float]]:
     host = socket.gethostname().split(".")[0]
     await pymesh.start(f"bencha{os.getpid()}@{host}", cookie=args.cookie, epmd_port=args.epmd_port)
+    if args.trace:
+        _trace.watch_traffic()
     if not await Node.connect(peer):
         raise SystemExit(f"pymesh bench: cannot connect to the peer node {peer}")
     target = ("sink", peer)
@@ -190,17 +195,20 @@ def configure_bench(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cookie", default=f"bench{os.getpid()}")
     parser.add_argument("--epmd-port", type=int, default=None)
     parser.add_argument("--beam", action="store_true", help="also run shared/beam-bench (needs erlang-base and elixir)")
+    parser.add_argument("--trace", action="store_true", help="with a traffic watch open on both nodes (its cost)")
     parser.add_argument("--json", action="store_true", help="print the raw results as JSON too")
     parser.add_argument("--peer", help=argparse.SUPPRESS)  # internal: run as the sink node
 
 
 def run_bench(args: argparse.Namespace) -> int:
     if args.peer:
-        pymesh.run(_peer_main(args.peer, args.cookie, args.epmd_port))
+        pymesh.run(_peer_main(args.peer, args.cookie, args.epmd_port, args.trace))
         return 0
     host = socket.gethostname().split(".")[0]
     peer = f"benchb{os.getpid()}@{host}"
     cmd = [sys.executable, "-m", "pymesh", "bench", "--peer", peer, "--cookie", args.cookie]
+    if args.trace:
+        cmd.append("--trace")
     if args.epmd_port:
         cmd += ["--epmd-port", str(args.epmd_port)]
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)

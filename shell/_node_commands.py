@@ -2,7 +2,9 @@
 
 ``pymesh run --sname NAME`` is a headless node, as ``erl -sname NAME -noshell``:
 it serves until SIGTERM or SIGINT, then leaves gracefully (peers see nodedown
-``disconnect``; the port mapper forgets the name).
+``disconnect``; the port mapper forgets the name). With ``--ssh-port P`` it also
+serves the shell over SSH (see :mod:`._ssh`); ``pymesh rpc`` evaluates in the
+shell's namespace on it (see :mod:`._namespace`).
 
 ``pymesh rpc NODE EXPR`` evaluates ``EXPR`` in NODE's eval namespace and prints
 the ``repr`` of the result, like ``erl_call``. It connects as a *hidden* node, so
@@ -23,7 +25,16 @@ from typing import Any
 import pymesh
 from pymesh import Node, RpcError
 
-__all__ = ["add_node_flags", "node_options", "configure_run", "run_node", "configure_rpc", "run_rpc"]
+__all__ = [
+    "add_node_flags",
+    "node_options",
+    "configure_run",
+    "run_node",
+    "configure_rpc",
+    "run_rpc",
+    "configure_discovery",
+    "run_discovery",
+]
 
 
 def add_node_flags(parser: argparse.ArgumentParser, *, name_required: bool = True) -> None:
@@ -40,6 +51,18 @@ def add_node_flags(parser: argparse.ArgumentParser, *, name_required: bool = Tru
         "--no-connect-all", dest="connect_all", action="store_false", help="do not connect transitively"
     )
     parser.add_argument("--connect", action="append", default=[], metavar="NODE", help="connect to NODE at start (repeatable)")
+    parser.add_argument(
+        "--topology", metavar="FILE", default=None, help="discovery topologies (TOML; default: topologies.toml in the config dir, if any)"
+    )
+    parser.add_argument(
+        "--ssh-port", type=int, default=None, metavar="P", help="serve the shell over SSH on port P (0: any free port)"
+    )
+    parser.add_argument(
+        "--ssh-host", default=None, metavar="ADDR", help="address the SSH server listens on (default: loopback for a loopback host name, else all)"
+    )
+    parser.add_argument(
+        "--authorized-keys", default=None, metavar="FILE", help="public keys allowed over SSH (default: <config dir>/pymesh/authorized_keys)"
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
 
 
@@ -70,23 +93,45 @@ def _logging(verbose: int) -> None:
 
 def configure_run(parser: argparse.ArgumentParser) -> None:
     add_node_flags(parser)
+    # For peer(): the node leaves when its stdin closes, i.e. when the shell that
+    # started it is gone, however it went.
+    parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
 
 
 async def _run_node(args: argparse.Namespace) -> None:
-    name, opts = node_options(args)
-    full = await pymesh.start(name, **opts)
-    for node in args.connect:
-        if not await Node.connect(node):
-            logging.getLogger("pymesh.cli").warning("could not connect to %s", node)
-    print(f"node {full} ready on port {Node.port()}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    from ._host import NodeHost
+    from ._output import install
+
+    if args.ssh_port is not None:
+        install()  # print() in an SSH session goes to that session
+    host = NodeHost(args)
+    full = await host.start()
     try:
+        print(f"node {full} ready on port {Node.port()}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        if args.exit_with_parent:
+            _stop_on_stdin_eof(loop, stop)
         await stop.wait()
     finally:
-        await pymesh.stop()
+        await host.close()
+
+
+def _stop_on_stdin_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    fd = sys.stdin.fileno()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            stop.set()
+
+    loop.add_reader(fd, readable)
 
 
 def run_node(args: argparse.Namespace) -> int:
@@ -137,3 +182,54 @@ def run_rpc(args: argparse.Namespace) -> int:
     if "@" not in args.node:
         args.node = f"{args.node}@{socket.gethostname().split('.')[0]}"
     return pymesh.run(_rpc(args))
+
+
+# --- pymesh discovery ------------------------------------------------------------------
+
+
+def configure_discovery(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("node", metavar="NODE", help="the node to ask, NAME@HOST")
+    parser.add_argument("--cookie", help="cookie (default: $PYMESH_COOKIE or the cookie file)")
+    parser.add_argument("--epmd-port", type=int, default=None, help="port mapper port")
+    parser.add_argument("--timeout", type=float, default=15.0, help="seconds to wait (default 15)")
+
+
+_STATES_EXPR = (
+    "[(s.name, s.strategy, s.last_poll.isoformat() if s.last_poll else None, sorted(s.nodes_found), "
+    "sorted(s.connected), s.last_error, s.restarts) "
+    "for s in __import__('pymesh.services.discovery', fromlist=['states']).states()]"
+)
+
+
+async def _discovery(args: argparse.Namespace) -> int:
+    host = args.node.partition("@")[2]
+    await pymesh.start(f"disc{os.getpid()}@{host}", cookie=args.cookie, hidden=True, epmd_port=args.epmd_port, connect_all=False)
+    try:
+        if not await Node.connect(args.node, timeout=min(args.timeout, 10.0)):
+            print(f"pymesh discovery: cannot connect to {args.node} (is it up, and is the cookie right?)", file=sys.stderr)
+            return 1
+        try:
+            rows, _ = await pymesh.rpc_eval(args.node, _STATES_EXPR, timeout=args.timeout)
+        except RpcError as e:
+            print(f"pymesh discovery: {e}", file=sys.stderr)
+            return 1
+        if not rows:
+            print(f"{args.node} runs no discovery topology")
+        for name, strategy, last_poll, found, connected, error, restarts in rows:
+            print(f"{name} ({strategy})")
+            print(f"  last poll:  {last_poll or 'never'}")
+            print(f"  found:      {', '.join(found) or '-'}")
+            print(f"  connected:  {', '.join(connected) or '-'}")
+            print(f"  last error: {error or '-'}")
+            if restarts:
+                print(f"  restarts:   {restarts}")
+        return 0
+    finally:
+        await pymesh.stop()
+
+
+def run_discovery(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="pymesh discovery: %(message)s")
+    if "@" not in args.node:
+        args.node = f"{args.node}@{socket.gethostname().split('.')[0]}"
+    return pymesh.run(_discovery(args))

@@ -26,13 +26,14 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from pymesh._errors import PymeshError
+from pymesh import PymeshError
 
-# TODO(lead): import from the public pymesh.runtime namespace once it re-exports these.
-from pymesh.runtime._epmd import EpmdServer, default_epmd_port, names, serve_forever
+from pymesh.epmd import EpmdServer, default_epmd_port, names, serve_forever
+from pymesh.tui.cli import configure_tui, run_tui
 
 from ._bench import configure_bench, run_bench
-from ._node_commands import configure_rpc, configure_run, run_node, run_rpc
+from ._node_commands import configure_discovery, configure_rpc, configure_run, run_discovery, run_node, run_rpc
+from ._commands import configure_remsh, configure_shell, run_remsh, run_shell
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
@@ -125,9 +126,13 @@ def _run_names(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Command] = {
     "run": Command("run a headless node until SIGTERM/SIGINT", configure_run, run_node),
     "rpc": Command("evaluate a Python expression on a running node", configure_rpc, run_rpc),
+    "shell": Command("an interactive shell on a node (like iex)", configure_shell, run_shell),
+    "remsh": Command("attach to a node's shell over SSH (like iex --remsh)", configure_remsh, run_remsh),
     "bench": Command("measure the core runtime between two OS processes", configure_bench, run_bench),
     "epmd": Command("run the port mapper in the foreground", _configure_epmd, _run_epmd),
+    "discovery": Command("show a node's discovery topologies: last poll, nodes found, errors", configure_discovery, run_discovery),
     "names": Command("list the node names registered with a port mapper", _configure_names, _run_names),
+    "tui": Command("attach the live pane to a running node, as a hidden node", configure_tui, run_tui),
 }
 
 

@@ -164,9 +164,10 @@ def test_register_port_please_and_names() -> None:
     async def scenario() -> None:
         async with serving() as server:
             port = server.port
-            async with await register("alpha", 40001, epmd_port=port) as alpha, await register(
-                "beta", 40002, hidden=True, extra=b"\x01x", epmd_port=port
-            ) as beta:
+            async with (
+                await register("alpha", 40001, epmd_port=port) as alpha,
+                await register("beta", 40002, hidden=True, extra=b"\x01x", epmd_port=port) as beta,
+            ):
                 assert alpha.creation != 0 and beta.creation != 0
                 assert alpha.epmd_port == port and not alpha.closed.is_set()
                 entry = await port_please("beta", epmd_port=port)
@@ -268,9 +269,7 @@ def test_version_5_node_gets_a_16_bit_creation_in_1_to_3() -> None:
         (encode_request(NamesReq()) * 2, "one request per connection"),
     ],
 )
-def test_garbage_closes_only_that_connection(
-    garbage: bytes, reason: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_garbage_closes_only_that_connection(garbage: bytes, reason: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="pymesh.epmd")
 
     async def scenario() -> None:
@@ -598,9 +597,18 @@ def erlang_node(epmd_port: int, name: str) -> Iterator[subprocess.Popen[bytes]]:
     erl = require_binary("erl")
     proc = subprocess.Popen(
         [
-            erl, "-sname", name, "-setcookie", "x", "-noshell", "-noinput",
-            "-start_epmd", "false",  # never spawn a stray epmd on a port of its own
-            "-kernel", "inet_dist_use_interface", "{127,0,0,1}",
+            erl,
+            "-sname",
+            name,
+            "-setcookie",
+            "x",
+            "-noshell",
+            "-noinput",
+            "-start_epmd",
+            "false",  # never spawn a stray epmd on a port of its own
+            "-kernel",
+            "inet_dist_use_interface",
+            "{127,0,0,1}",
         ],
         env={**os.environ, "ERL_EPMD_PORT": str(epmd_port)},
         stdin=subprocess.DEVNULL,
@@ -694,4 +702,3 @@ def test_real_erlang_node_and_epmd_client_with_our_server() -> None:
                 await server.wait_closed()
 
     run(scenario())
-

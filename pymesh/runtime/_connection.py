@@ -29,6 +29,7 @@ from ..wire._protocol import Connected, DistProtocol, PeerNamed, Refused, Role, 
 
 if TYPE_CHECKING:
     from ._node import Distribution
+    from ._trace import Tracer
 
 __all__ = ["Channel", "Connection", "ConnectionStats", "FLUSH_AT"]
 
@@ -36,6 +37,10 @@ log = logging.getLogger("pymesh.dist")
 
 #: Flush a batch immediately once it holds this many bytes.
 FLUSH_AT = 256 * 1024
+
+#: The message tracer while someone watches (see :mod:`pymesh.runtime._trace`),
+#: else None: the hot paths below pay one ``is not None`` check for it.
+tracer: Tracer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +111,13 @@ class Channel(asyncio.Protocol):
         try:
             events = self.proto.receive_data(data)
         except RemoteProtocolError as e:
-            self.fail(f"protocol_error", f"{type(e).__name__}: {e}")
+            self.fail("protocol_error", f"{type(e).__name__}: {e}")
             return
         conn = self.conn
         if conn is not None and events:
             self.msgs_in += len(events)
+            if tracer is not None:
+                tracer.incoming(conn.node, events)
             conn.dispatch(events, self)
             return
         for i, event in enumerate(events):
@@ -118,6 +125,8 @@ class Channel(asyncio.Protocol):
                 # the handshake completed inside this chunk: the rest are control messages
                 assert self.conn is not None
                 self.msgs_in += len(events) - i
+                if tracer is not None:
+                    tracer.incoming(self.conn.node, events[i:])
                 self.conn.dispatch(events[i:], self)
                 return
             self._handshake_event(event)
@@ -218,6 +227,7 @@ class Connection:
         "node",
         "channel",
         "attempt",
+        "incoming",
         "dialing",
         "queued",
         "queued_bytes",
@@ -234,6 +244,7 @@ class Connection:
         self.node = node
         self.channel: Channel | None = None  # the channel carrying traffic, once up
         self.attempt: Channel | None = None  # our outgoing channel while handshaking
+        self.incoming: Channel | None = None  # the peer's channel while handshaking
         self.dialing = False
         self.queued: list[bytes] = []
         self.queued_bytes = 0
@@ -252,6 +263,8 @@ class Connection:
         """Queue one encoded control message for this node."""
         ch = self.channel
         self.msgs_out += 1
+        if tracer is not None:
+            tracer.outgoing(self.node, data)
         if ch is not None:
             ch.proto.send_encoded(data)
             if ch.flush_scheduled:

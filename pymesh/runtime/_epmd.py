@@ -55,6 +55,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Self
 
 from pymesh._errors import ConfigError, EpmdError, NameTaken, RemoteProtocolError
 from pymesh.wire._epmd import (
@@ -151,8 +152,10 @@ def _fmt_addr(host: str, port: int) -> str:
 
 
 def _reason(exc: OSError) -> str:
-    """"Connection refused" rather than asyncio's "Connect call failed (...)"."""
-    return os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
+    """``Connection refused`` rather than asyncio's ``Connect call failed (...)``."""
+    if exc.errno is not None and exc.errno > 0:  # getaddrinfo's errors are negative
+        return os.strerror(exc.errno)
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def _is_loopback(host: str) -> bool:
@@ -187,9 +190,9 @@ class _Registered:
 
 
 def _listen_socket(host: str, port: int) -> socket.socket:
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
+        0
+    ]
     sock = socket.socket(family, kind, proto)
     try:
         # As epmd: rebind at once while old connections linger in TIME_WAIT. On
@@ -232,9 +235,7 @@ def _bind_all(port: int, host: str | None) -> list[socket.socket]:
                 except OSError as exc:
                     unavailable = exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
                     if required or not unavailable:
-                        raise EpmdError(
-                            f"cannot listen on {_fmt_addr(address, actual)}: {_reason(exc)}"
-                        ) from exc
+                        raise EpmdError(f"cannot listen on {_fmt_addr(address, actual)}: {_reason(exc)}") from exc
                     log.debug("not listening on %s: %s", _fmt_addr(address, actual), exc)
                     continue
                 actual = sockets[-1].getsockname()[1]
@@ -341,7 +342,7 @@ class EpmdServer:
         """Return once the server has stopped (:meth:`close` or ``KILL_REQ``)."""
         await self._closed.wait()
 
-    async def __aenter__(self) -> EpmdServer:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -384,7 +385,7 @@ class EpmdServer:
         if self._close_task is not None:
             writer.close()
             return
-        self._tasks.add(task)  # type: ignore[arg-type]
+        self._tasks.add(task)
         try:
             await self._serve(conn)
         except RemoteProtocolError as exc:
@@ -398,7 +399,7 @@ class EpmdServer:
             # streams (Python 3.11) from logging the cancellation as an error.
             log.debug("peer=%s connection closed by shutdown", conn.peer)
         finally:
-            self._tasks.discard(task)  # type: ignore[arg-type]
+            self._tasks.discard(task)
             writer.close()
 
     async def _serve(self, conn: _Conn) -> None:
@@ -407,9 +408,7 @@ class EpmdServer:
         if request is None:
             return
         if parser.buffered:
-            raise RemoteProtocolError(
-                f"{parser.buffered} bytes after the request (one request per connection)"
-            )
+            raise RemoteProtocolError(f"{parser.buffered} bytes after the request (one request per connection)")
         await _HANDLERS[type(request)](self, conn, request)
 
     async def _read_request(self, conn: _Conn, parser: RequestParser) -> Request | None:
@@ -451,8 +450,7 @@ class EpmdServer:
         if counter is None:
             counter = int(time.time())
         counter = (counter + 1) & 0xFFFFFFFF
-        if counter < 4:
-            counter = 4
+        counter = max(counter, 4)
         self._creations[name] = counter
         while len(self._creations) > _REMEMBERED_NAMES:
             oldest = next(iter(self._creations))
@@ -466,7 +464,7 @@ class EpmdServer:
     async def _process_alive2(self, conn: _Conn, request: Alive2Req) -> None:
         if self._refuse_remote(conn, "ALIVE2_REQ"):
             return
-        reply: type[Alive2XResp] | type[Alive2Resp] = Alive2XResp if request.highest >= 6 else Alive2Resp
+        reply: type[Alive2XResp | Alive2Resp] = Alive2XResp if request.highest >= 6 else Alive2Resp
         if request.name in self._registered:
             log.info("peer=%s refused ALIVE2_REQ: name %r is taken", conn.peer, request.name)
             await self._reply(conn, reply(1, _CREATION_REFUSED))
@@ -476,9 +474,7 @@ class EpmdServer:
         self._registered[request.name] = registered
         try:
             await self._reply(conn, reply(0, creation))
-            log.info(
-                "peer=%s registered %r at port %d (creation %d)", conn.peer, request.name, request.port, creation
-            )
+            log.info("peer=%s registered %r at port %d (creation %d)", conn.peer, request.name, request.port, creation)
             # This connection *is* the registration: no idle timeout, and it
             # ends when the node closes it.
             data = await conn.reader.read(_READ_CHUNK)
@@ -696,7 +692,7 @@ class Registration:
         with contextlib.suppress(OSError):
             await self._writer.wait_closed()
 
-    async def __aenter__(self) -> Registration:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -837,7 +833,8 @@ async def ensure_running(
     ready_read, ready_write = os.pipe()
     command = [sys.executable, "-m", "pymesh", "epmd", "--port", str(port), "--ready-fd", str(ready_write)]
     try:
-        daemon = subprocess.Popen(
+        # A plain Popen, not an asyncio child: the daemon must not be tied to this loop.
+        daemon = subprocess.Popen(  # noqa: ASYNC220
             command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -40,6 +40,7 @@ The wire format is the BEAM's: ``("$gen_call", (pid, ref), request)``, reply
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from typing import Any, ClassVar, Final
 
@@ -198,9 +199,12 @@ class GenServer:
             P.trap_exit(True)
         try:
             if name is not None:
-                _register(name, self.pid)
+                await _register(name, self.pid)
             await self.init(*args)
         except Exception as e:
+            # start() raises SpawnError in the caller; a start_link caller that
+            # does not trap exits must not be killed by the link first.
+            P.unlink(parent)
             P.send(parent, ("$gen_started", ref, (False, e)))
             raise P.Exit(e) from None
         P.send(parent, ("$gen_started", ref, (True, None)))
@@ -243,18 +247,29 @@ class GenServer:
         await self.handle_info(msg)
 
 
-def _register(name: Any, pid: Pid) -> None:
+async def _register(name: Any, pid: Pid) -> None:
+    """Register a starting server: a local name, ``("global", name)``, or a
+    via-tuple (whose registrar may be async, as global registration is)."""
     if type(name) is str:
         P.register(name, pid)
-    elif type(name) is tuple and len(name) == 3 and name[0] == "via":
+        return
+    if type(name) is tuple and len(name) == 2 and name[0] == "global":
+        name = ("via", "global", name[1])
+    if type(name) is tuple and len(name) == 3 and name[0] == "via":
         registrar = P.rt.via_register.get(name[1])
         if registrar is None:
             from .._errors import UnknownRegistry
 
             raise UnknownRegistry(name[1])
-        registrar(name[2], pid)
-    else:
-        raise P.BadName(f"a server name is a str or ('via', registry, key), not {name!r}")
+        result = registrar(name[2], pid)
+        if inspect.isawaitable(result):
+            result = await result
+        if result is False:
+            from .._errors import AlreadyRegistered
+
+            raise AlreadyRegistered(name, P.whereis(name))
+        return
+    raise P.BadName(f"a server name is a str, ('global', name) or ('via', registry, key), not {name!r}")
 
 
 def _flush_exit(pid: Pid) -> None:
@@ -262,4 +277,5 @@ def _flush_exit(pid: Pid) -> None:
     for i, m in enumerate(proc.mailbox):
         if type(m) is tuple and len(m) == 3 and m[0] == "EXIT" and m[1] == pid:
             del proc.mailbox[i]
+            proc.taken += 1
             return

@@ -51,11 +51,12 @@ from ..wire._types import NO_NODE, Pid, Ref
 from . import _epmd
 from . import _process as P
 from . import _rpc
+from . import _trace
 from ._loop import tune_gc
 from ._connection import Channel, Connection, ConnectionStats
 from ._cookie import resolve_cookie
 
-__all__ = ["Distribution", "Node", "start", "stop", "current_distribution"]
+__all__ = ["Distribution", "Node", "start", "stop", "current_distribution", "start_hooks"]
 
 log = logging.getLogger("pymesh.dist")
 
@@ -115,6 +116,8 @@ class Distribution:
         self.hooks: list[NodeEventHook] = []
         self.spawn_waiters: dict[Ref, asyncio.Future[Pid]] = {}
         self.down_reasons: dict[str, str] = {}
+        # who may connect (both directions); None allows every authenticated node
+        self.policy: Callable[[str], bool] | None = None
         self._server: asyncio.AbstractServer | None = None
         self._registration: Any = None
         self._ticker: asyncio.Task[None] | None = None
@@ -171,9 +174,15 @@ class Distribution:
     # --- routing out (the RemoteOps the process layer calls) -----------------------
 
     def conn_for(self, node: str) -> Connection:
-        """The connection to ``node``, starting one if there is none."""
+        """The connection to ``node``, starting one if there is none.
+
+        A pid of an earlier incarnation of *this* node names no one; its
+        messages go to a connection that never comes up and are dropped.
+        """
         conn = self.conns.get(node)
         if conn is None:
+            if node == self.name:
+                return _NOWHERE
             conn = self._dial(node)
         return conn
 
@@ -239,6 +248,8 @@ class Distribution:
             short, _, host = node.partition("@")
             if not short or not host:
                 raise NodeError(f"invalid node name {node!r}")
+            if self.policy is not None and not self.policy(node):
+                raise NodeError(f"the connection policy refuses {node}")
             addr = "127.0.0.1" if host in self._local_hosts else host
             entry = await _epmd.port_please(short, host=addr, epmd_port=self.epmd_port)
             if entry is None:
@@ -251,7 +262,9 @@ class Distribution:
             if not conn.dialing or self.conns.get(node) is not conn:
                 ch.close()
                 return
-            conn.attempt = ch
+            # from here the attempt channel stands for the dial: when it is lost
+            # or refused, _connect_failed must see no dial still in progress
+            conn.attempt, conn.dialing = ch, False
         except Exception as e:
             conn.dialing = False
             if not conn.up:
@@ -259,7 +272,7 @@ class Distribution:
                 self._connect_failed(conn, "connection_setup_failed")
 
     def _connect_failed(self, conn: Connection, reason: str) -> None:
-        if conn.up or conn.attempt is not None or conn.dialing:
+        if conn.up or conn.attempt is not None or conn.dialing or conn.incoming is not None:
             return
         if self.conns.get(conn.node) is conn:
             del self.conns[conn.node]
@@ -309,8 +322,18 @@ class Distribution:
         name = ev.name
         if name == self.name:
             return "not_allowed"
+        if self.policy is not None and not self.policy(name):
+            log.warning("node=%s conn=%s: refused by the connection policy", name, ch.address)
+            return "not_allowed"
         conn = self.conns.get(name)
         if conn is None:
+            # Record the pending accept, so that a send or dial of ours meanwhile
+            # waits for this handshake instead of racing it with a second one.
+            conn = Connection(name)
+            conn.dispatch = self._dispatcher(conn)
+            conn.incoming = ch
+            self.conns[name] = conn
+            self.known.add(name)
             return "ok"
         if conn.up:
             return "alive"
@@ -322,8 +345,15 @@ class Distribution:
                     attempt, conn.attempt = conn.attempt, None
                     attempt.close_reason = "simultaneous"
                     attempt.close()
+                conn.incoming = ch
                 return "ok_simultaneous"
             return "nok"
+        if conn.incoming is not None and conn.incoming is not ch:
+            # a second accept from the same peer: the first one is stale
+            stale, conn.incoming = conn.incoming, None
+            stale.close_reason = "simultaneous"
+            stale.close()
+        conn.incoming = ch
         return "ok"
 
     def channel_refused(self, ch: Channel, ev: Refused) -> None:
@@ -359,6 +389,7 @@ class Distribution:
             conn.attempt.close_reason = "simultaneous"
             conn.attempt.close()
         conn.attempt = None
+        conn.incoming = None
         conn.dialing = False
         conn.channel = ch
         conn.hidden = self.hidden or ev.hidden
@@ -393,6 +424,11 @@ class Distribution:
             return
         node = ch.peer
         conn = self.conns.get(node) if node else None
+        if conn is not None and conn.incoming is ch:
+            conn.incoming = None
+            log.info("node=%s: incoming handshake lost (%s)", node, exc or reason)
+            self._connect_failed(conn, "connection_setup_failed")
+            return
         if conn is not None and conn.attempt is ch:
             conn.attempt = None
             if exc is not None or reason not in ("simultaneous",) and not reason.startswith("refused"):
@@ -621,6 +657,16 @@ class Distribution:
         return [c.stats() for c in self.conns.values()]
 
 
+class _Nowhere(Connection):
+    """A sink for messages addressed to a dead incarnation of this node."""
+
+    def out(self, data: bytes) -> None:
+        pass
+
+
+_NOWHERE = _Nowhere("nowhere")
+
+
 def resolve_function(path: str) -> Callable[..., Any]:
     """Import ``"package.module:function"`` (or ``module:Class.method``).
 
@@ -641,6 +687,12 @@ def resolve_function(path: str) -> Callable[..., Any]:
 # --- the module-level node -------------------------------------------------------------
 
 _dist: Distribution | None = None
+
+#: Called with the new :class:`Distribution` each time this runtime becomes a
+#: node, once it is fully set up and before it has served any peer. Upper
+#: layers (global names, process groups) install their ``services`` handlers
+#: and node-event ``hooks`` here, so the runtime never imports them.
+start_hooks: list[Callable[[Distribution], None]] = []
 
 
 def current_distribution() -> Distribution:
@@ -718,6 +770,7 @@ async def start(
         raise
     dist._registration = reg
     _rpc.install(dist.services)
+    _trace.install(dist.services)
     dist.creation = reg.creation
     rt = P.rt
     rt.node, rt.creation = full, reg.creation
@@ -725,6 +778,11 @@ async def start(
     _rename_local_processes(full, reg.creation)
     rt.dist = dist
     _dist = dist
+    for hook in tuple(start_hooks):  # a copy: a hook may add hooks
+        try:
+            hook(dist)
+        except Exception:
+            log.exception("start hook %r failed", hook)
     dist.start_ticker()
     log.info("node %s up on port %d (creation %d)", full, dist.port, reg.creation)
     return full
@@ -879,6 +937,28 @@ class Node:
         current_distribution().cookie = cookie
 
     @staticmethod
+    def set_policy(allow: Callable[[str], bool] | None) -> None:
+        """Decide which nodes may be connected to, in both directions.
+
+        ``allow(node_name) -> bool`` is asked before every dial and for every
+        incoming handshake (a refused peer gets status ``not_allowed``); None
+        allows every node that knows the cookie. Connections the new policy
+        refuses are cut at once, without a goodbye — their peers see nodedown
+        ``connection_closed``, exactly as if the network had failed. That makes
+        it the tool for allow-lists and for real partitions in tests.
+        """
+        dist = current_distribution()
+        dist.policy = allow
+        if allow is None:
+            return
+        for node, conn in list(dist.conns.items()):
+            if not allow(node):
+                for ch in (conn.channel, conn.attempt):
+                    if ch is not None:
+                        ch.fail("connection_closed", "refused by the connection policy")
+                conn.dialing = False
+
+    @staticmethod
     def statistics(node: str | None = None) -> Any:
         """Connection statistics: one :class:`ConnectionStats` for ``node``, or
         a list for every connection."""
@@ -897,3 +977,8 @@ class Node:
     def port() -> int:
         """The TCP port this node listens on for distribution."""
         return current_distribution().port
+
+    @staticmethod
+    def epmd_port() -> int:
+        """The port of the port mapper this node registered with."""
+        return current_distribution().epmd_port

@@ -94,13 +94,13 @@ def _numeric(a: Any, b: Any) -> bool:
     return type(a) in (int, float) and type(b) in (int, float)
 
 
-def _compile_seq(kind: type, subs: list[Predicate]) -> Predicate:
+def _compile_seq(kind: Any, subs: list[Predicate]) -> Predicate:
     n = len(subs)
 
     def match_seq(v: Any) -> bool:
         if type(v) is not kind or len(v) != n:
             return False
-        for sub, x in zip(subs, v):
+        for sub, x in zip(subs, v, strict=True):
             if not sub(x):
                 return False
         return True

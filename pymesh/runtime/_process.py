@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import itertools
 import logging
 import time
@@ -113,6 +114,8 @@ class Process:
         "task",
         "mailbox",
         "waiter",
+        "others",
+        "taken",
         "links",
         "monitors",
         "watchers",
@@ -131,6 +134,8 @@ class Process:
         self.task: asyncio.Task[Any] | None = None
         self.mailbox: deque[Any] = deque()
         self.waiter: asyncio.Future[bool] | None = None
+        self.others: list[asyncio.Future[bool]] | None = None  # more waiting tasks
+        self.taken = 0  # messages removed so far; a waiting scan restarts when it moves
         self.links: set[Pid] | None = None
         # monitors this process holds: ref -> (target pid or name, node)
         self.monitors: dict[Ref, tuple[Any, str]] | None = None
@@ -337,13 +342,21 @@ def deliver(proc: Process, msg: Any) -> None:
         proc.waiter = None
         if not waiter.done():
             waiter.set_result(True)
+        others = proc.others
+        if others:
+            proc.others = None
+            for w in others:
+                if not w.done():
+                    w.set_result(True)
 
 
 def send(dest: Any, msg: Any) -> Any:
     """Send ``msg`` to ``dest``; return ``msg``. Never blocks.
 
-    ``dest`` is a :class:`Pid`, a locally registered name, ``(name, node)``, or a
-    via-tuple ``("via", registry, key)``. A message to a dead pid or to a node
+    ``dest`` is a :class:`Pid`, a locally registered name, ``(name, node)``, a
+    via-tuple ``("via", registry, key)``, or ``("global", name)`` once the
+    global name service is loaded (as in Erlang, it takes precedence over a
+    process registered as ``"global"`` on a node). A message to a dead pid or to a node
     that cannot be reached is dropped, as on the BEAM; an unknown local name
     raises :class:`NoProcess`; an unencodable message to a remote process
     raises :class:`~pymesh.EncodeError` (nothing is sent).
@@ -366,6 +379,10 @@ def send(dest: Any, msg: Any) -> Any:
     if t is tuple:
         if len(dest) == 2:
             name, node = dest
+            if name == "global" and "global" in rt.via:  # Erlang's {global, Name}
+                return send(("via", "global", node), msg)
+            if type(node) is not str or "@" not in node:
+                raise BadName(f"cannot send to {dest!r}: {node!r} is not a node name (name@host)")
             if node == rt.node or node == NO_NODE:
                 return send(name, msg)
             if rt.dist is not None:
@@ -394,6 +411,7 @@ async def receive(match: Any = None, timeout: float | None = None) -> Any:
     mbox = proc.mailbox
     if match is None:
         if mbox:
+            proc.taken += 1
             return mbox.popleft()
         pred = None
     else:
@@ -401,24 +419,38 @@ async def receive(match: Any = None, timeout: float | None = None) -> Any:
         for i, m in enumerate(mbox):
             if pred(m):
                 del mbox[i]
+                proc.taken += 1
                 return m
     if timeout is not None and timeout <= 0:
         raise ReceiveTimeout(f"no matching message (timeout {timeout})")
     loop = asyncio.get_running_loop()
     scanned = len(mbox)
+    taken = proc.taken
     deadline = None if timeout is None else loop.time() + timeout
     while True:
         fut = loop.create_future()
-        proc.waiter = fut
+        if proc.waiter is None:
+            proc.waiter = fut
+        else:
+            # another task of this process waits too (e.g. asyncio.gather of calls)
+            if proc.others is None:
+                proc.others = []
+            proc.others.append(fut)
         handle = None if deadline is None else loop.call_at(deadline, _expire, fut)
         try:
             await fut
         finally:
-            proc.waiter = None
+            if proc.waiter is fut:
+                proc.waiter = None
+            elif proc.others is not None and fut in proc.others:
+                proc.others.remove(fut)
             if handle is not None:
                 handle.cancel()
+        if proc.taken != taken:
+            scanned = 0  # another task took messages: indexes moved, rescan
         if pred is None:
             if mbox:
+                proc.taken += 1
                 return mbox.popleft()
         else:
             n = len(mbox)
@@ -426,8 +458,10 @@ async def receive(match: Any = None, timeout: float | None = None) -> Any:
                 m = mbox[i]
                 if pred(m):
                     del mbox[i]
+                    proc.taken += 1
                     return m
             scanned = n
+        taken = proc.taken
         if not fut.result():
             raise ReceiveTimeout(f"no matching message within {timeout}s")
 
@@ -442,6 +476,7 @@ def flush_mailbox() -> list[Any]:
     proc = current()
     msgs = list(proc.mailbox)
     proc.mailbox.clear()
+    proc.taken += len(msgs)
     return msgs
 
 
@@ -486,6 +521,8 @@ def whereis(name: Any) -> Pid | None:
     if type(name) is str:
         proc = rt.names.get(name)
         return proc.pid if proc is not None else None
+    if type(name) is tuple and len(name) == 2 and name[0] == "global" and "global" in rt.via:
+        return rt.via["global"](name[1])  # Erlang's {global, Name}
     if type(name) is tuple and len(name) == 3 and name[0] == "via":
         resolver = rt.via.get(name[1])
         if resolver is None:
@@ -690,6 +727,13 @@ def _kill(proc: Process, reason: Any) -> None:
     task = proc.task
     _terminate(proc, reason)
     if task is not None and not task.done() and task is not asyncio.current_task():
+        outer = task.get_coro()
+        if inspect.iscoroutine(outer) and inspect.getcoroutinestate(outer) == inspect.CORO_CREATED:
+            # killed before its first step: the process's own coroutine will
+            # never be awaited, so close it rather than leave it to the GC's warning
+            inner = outer.cr_frame.f_locals.get("coro")
+            if inner is not None:
+                inner.close()
         task.cancel()
 
 
@@ -703,9 +747,9 @@ def _terminate(proc: Process, reason: Any) -> None:
     if proc.name is not None:
         if rt.names.get(proc.name) is proc:
             del rt.names[proc.name]
-    waiter = proc.waiter
-    if waiter is not None and not waiter.done():
-        waiter.cancel()
+    for waiter in [proc.waiter, *(proc.others or ())]:
+        if waiter is not None and not waiter.done():
+            waiter.cancel()
     dist = rt.dist
     if proc.links:
         for other in proc.links:
@@ -776,6 +820,8 @@ def monitor(target: Any) -> Ref:
     ref = make_ref()
     if me.monitors is None:
         me.monitors = {}
+    if type(target) is tuple and len(target) == 2 and target[0] == "global" and "global" in rt.via:
+        target = ("via", "global", target[1])  # Erlang's {global, Name}
     if type(target) is Pid:
         obj: Any = target
         node = target.node
@@ -830,6 +876,7 @@ def demonitor(ref: Ref, flush: bool = False) -> bool:
         for i, m in enumerate(mbox):
             if type(m) is tuple and len(m) == 5 and m[0] == "DOWN" and m[1] == ref:
                 del mbox[i]
+                me.taken += 1
                 break
     return entry is not None
 

@@ -44,10 +44,10 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 
@@ -68,6 +68,7 @@ __all__ = [
 ]
 
 Bytesish = bytes | str
+T = TypeVar("T")
 
 #: Largest single gateway message a watch will buffer before giving up.
 _MAX_MESSAGE = 16 * 1024 * 1024
@@ -531,7 +532,7 @@ class Watch:
                         message, end = decoder.raw_decode(buffer)
                     except ValueError:
                         if len(buffer) > _MAX_MESSAGE:
-                            raise EtcdError(f"etcd watch at {self._url}: unparsable stream", kind="malformed")
+                            raise EtcdError(f"etcd watch at {self._url}: unparsable stream", kind="malformed") from None
                         break  # an incomplete object: wait for more
                     buffer = buffer[end:]
                     events, done = self._decode(message)
@@ -610,7 +611,7 @@ def _answer(response: httpx.Response, path: str) -> dict[str, Any]:
     return data
 
 
-def _parse(fn: Any, what: str) -> Any:
+def _parse(fn: Callable[[], T], what: str) -> T:
     try:
         return fn()
     except (ValueError, TypeError, KeyError, AttributeError) as exc:

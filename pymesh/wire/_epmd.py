@@ -72,7 +72,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
-from pymesh._errors import FrameTooLarge, LocalProtocolError, ProtocolError, RemoteProtocolError
+from pymesh._errors import (
+    FrameTooLarge,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+)
 
 __all__ = [
     "ALIVE2_REQ",
@@ -193,9 +198,7 @@ class Alive2Req:
     @property
     def entry(self) -> NodeEntry:
         """The registration as the port mapper will hand it out."""
-        return NodeEntry(
-            self.name, self.port, self.node_type, self.protocol, self.highest, self.lowest, self.extra
-        )
+        return NodeEntry(self.name, self.port, self.node_type, self.protocol, self.highest, self.lowest, self.extra)
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,9 +424,7 @@ def _parse_alive2(body: bytes) -> Alive2Req:
     entry, used = decoded
     if used != len(body):
         raise RemoteProtocolError(f"ALIVE2_REQ: {len(body) - used} trailing bytes after the extra field")
-    return Alive2Req(
-        entry.name, entry.port, entry.node_type, entry.protocol, entry.highest, entry.lowest, entry.extra
-    )
+    return Alive2Req(entry.name, entry.port, entry.node_type, entry.protocol, entry.highest, entry.lowest, entry.extra)
 
 
 def _c_string(body: bytes) -> bytes:
@@ -512,14 +513,16 @@ class RequestParser:
     def _next_request(self) -> Request | None:
         buf = self._buffer
         if len(buf) < 2:
-            return self._need_data()
+            self._check_eof()
+            return None
         (length,) = _U16.unpack_from(buf)
         if length == 0:
             raise RemoteProtocolError("empty request (length 0)")
         if length > MAX_REQUEST:
             raise FrameTooLarge(f"request of {length} bytes exceeds {MAX_REQUEST}")
         if len(buf) < 2 + length:
-            return self._need_data()
+            self._check_eof()
+            return None
         code = buf[2]
         body = bytes(buf[3 : 2 + length])
         del buf[: 2 + length]
@@ -528,21 +531,19 @@ class RequestParser:
             raise RemoteProtocolError(f"unknown request code {code}")
         return parser(body)
 
-    def _need_data(self) -> None:
+    def _check_eof(self) -> None:
+        """Raise if the stream ended with part of a request buffered."""
         if self._eof and self._buffer:
-            raise RemoteProtocolError(
-                f"connection closed inside a request ({len(self._buffer)} bytes of it received)"
-            )
-        return None
+            raise RemoteProtocolError(f"connection closed inside a request ({len(self._buffer)} bytes of it received)")
 
 
 # --- responses: encoding (the server side) -----------------------------------------------------
 
 
 def _encode_alive2_x(resp: Alive2XResp) -> bytes:
-    return bytes(
-        [ALIVE2_X_RESP, _check_uint(resp.result, 8, "ALIVE2_X_RESP", "result")]
-    ) + _U32.pack(_check_uint(resp.creation, 32, "ALIVE2_X_RESP", "creation"))
+    return bytes([ALIVE2_X_RESP, _check_uint(resp.result, 8, "ALIVE2_X_RESP", "result")]) + _U32.pack(
+        _check_uint(resp.creation, 32, "ALIVE2_X_RESP", "creation")
+    )
 
 
 def _encode_alive2_old(resp: Alive2Resp) -> bytes:
@@ -567,15 +568,11 @@ def _encode_names(resp: NamesResp) -> bytes:
     for name, port in resp.names:
         _name_bytes(name, "NAMES_RESP")
         lines.append(f"name {name} at port {_check_uint(port, 16, 'NAMES_RESP', 'port')}\n")
-    return _U32.pack(_check_uint(resp.epmd_port, 32, "NAMES_RESP", "epmd_port")) + "".join(
-        lines
-    ).encode("utf-8")
+    return _U32.pack(_check_uint(resp.epmd_port, 32, "NAMES_RESP", "epmd_port")) + "".join(lines).encode("utf-8")
 
 
 def _encode_dump(resp: DumpResp) -> bytes:
-    return _U32.pack(_check_uint(resp.epmd_port, 32, "DUMP_RESP", "epmd_port")) + resp.text.encode(
-        "utf-8"
-    )
+    return _U32.pack(_check_uint(resp.epmd_port, 32, "DUMP_RESP", "epmd_port")) + resp.text.encode("utf-8")
 
 
 _RESPONSE_ENCODERS: dict[type, Callable[[object], bytes]] = {

@@ -261,13 +261,19 @@ def decode_all(data: bytes) -> list[Any]:
         ext_hook=_ext_hook, strict_map_key=False, use_list=True, max_buffer_size=max(len(data), 1)
     )
     unpacker.feed(data)
+    terms: list[Any] = []
+    append, tell = terms.append, unpacker.tell
+    end = 0
     try:
-        terms = list(unpacker)
+        for term in unpacker:
+            append(term)
+            end = tell()
     except Exception as e:
         raise _as_decode_error(e) from None
     finally:
         _dec_depth = 0
-    # The Unpacker stops silently before a truncated tail; that is a malformed frame.
-    if unpacker.tell() != len(data):
-        raise DecodeError(f"truncated term at byte {unpacker.tell()} of {len(data)}")
+    # The Unpacker stops silently before a truncated tail, and its tell() then
+    # counts the bytes of a half-read container: measure up to the last whole term.
+    if end != len(data):
+        raise DecodeError(f"truncated term at byte {end} of {len(data)}")
     return terms

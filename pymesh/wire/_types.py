@@ -45,6 +45,8 @@ class Pid:
     node: str
     id: int
     creation: int
+    _hash: int
+    _wire: bytes | None  # the encoded form, cached by the codec
 
     def __init__(self, node: str, id: int, creation: int = 0) -> None:
         object.__setattr__(self, "node", node)
@@ -111,6 +113,7 @@ class Ref:
     node: str
     id: int
     creation: int
+    _hash: int
 
     def __init__(self, node: str, id: int, creation: int = 0) -> None:
         object.__setattr__(self, "node", node)

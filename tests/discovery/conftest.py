@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,9 +20,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from discovery_helpers import free_port  # noqa: E402
+from .discovery_helpers import free_port
 
 DNSMASQ = "/usr/sbin/dnsmasq"
 ETCD = "/usr/bin/etcd"

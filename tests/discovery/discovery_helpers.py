@@ -6,6 +6,7 @@ Everything here talks to loopback only, and every wait is bounded in time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import inspect
 import ipaddress
@@ -167,6 +168,7 @@ class FakeHTTP:
     def __init__(self, handler: Callable[[Request], Reply], tls: ssl.SSLContext | None = None):
         self.handler = handler
         self.requests: list[Request] = []
+        self._connections: set[socket.socket] = set()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -175,12 +177,24 @@ class FakeHTTP:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                owner._connections.add(self.connection)
+
+            def finish(self) -> None:
+                owner._connections.discard(self.connection)
+                super().finish()
+
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 parts = urlsplit(self.path)
                 request = Request(
-                    self.command, parts.path, parse_qs(parts.query), {k.lower(): v for k, v in self.headers.items()}, body
+                    self.command,
+                    parts.path,
+                    parse_qs(parts.query),
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
                 )
                 owner.requests.append(request)
                 try:
@@ -218,8 +232,12 @@ class FakeHTTP:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop listening and cut kept-alive connections, as a server that went away would."""
         self.server.shutdown()
         self.server.server_close()
+        for connection in list(self._connections):
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
         self._thread.join(timeout=5)
 
     def paths(self, method: str | None = None) -> list[str]:
@@ -233,7 +251,7 @@ def make_tls(directory: Path) -> tuple[ssl.SSLContext, Path]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pymesh test CA")])
     ca_cert = (
@@ -245,9 +263,7 @@ def make_tls(directory: Path) -> tuple[ssl.SSLContext, Path]:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -262,9 +278,7 @@ def make_tls(directory: Path) -> tuple[ssl.SSLContext, Path]:
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -274,9 +288,7 @@ def make_tls(directory: Path) -> tuple[ssl.SSLContext, Path]:
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_file = directory / "server.key"
     key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)

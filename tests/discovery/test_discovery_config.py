@@ -117,17 +117,30 @@ def test_dict_form_accepts_callables_as_hooks() -> None:
         (
             {
                 "topologies": {
-                    "x": {"strategy": "kubernetes", "config": {"selector": "a=b", "node_basename": "n", "mode": "hostname"}}
+                    "x": {
+                        "strategy": "kubernetes",
+                        "config": {"selector": "a=b", "node_basename": "n", "mode": "hostname"},
+                    }
                 }
             },
             "mode = 'hostname' needs service_name",
         ),
         (
-            {"topologies": {"x": {"strategy": "dns", "config": {"query": "a", "node_basename": "n", "nameservers": ["x:y"]}}}},
+            {
+                "topologies": {
+                    "x": {"strategy": "dns", "config": {"query": "a", "node_basename": "n", "nameservers": ["x:y"]}}
+                }
+            },
             "nameservers must list IP addresses",
         ),
-        ({"topologies": {"x": {"strategy": "static", "connect": "no_such_mod_xyz:f", "config": HOSTS}}}, "cannot be imported"),
-        ({"topologies": {"x": {"strategy": "static", "connect": "os:no_such_fn", "config": HOSTS}}}, "no 'no_such_fn' in os"),
+        (
+            {"topologies": {"x": {"strategy": "static", "connect": "no_such_mod_xyz:f", "config": HOSTS}}},
+            "cannot be imported",
+        ),
+        (
+            {"topologies": {"x": {"strategy": "static", "connect": "os:no_such_fn", "config": HOSTS}}},
+            "no 'no_such_fn' in os",
+        ),
         ({"topologies": {"x": {"strategy": "static", "connect": "os:sep", "config": HOSTS}}}, "is not callable"),
         ({"topologies": {"x": {"strategy": "os:path"}}}, "is not a discovery Strategy class"),
         ({"topolgies": {}}, "unknown top-level key 'topolgies'"),
@@ -201,5 +214,18 @@ def test_public_names_are_exported_and_documented() -> None:
     for name in discovery.__all__:
         assert hasattr(discovery, name), name
         assert name in doc, f"{name} is exported but not documented in the package docstring"
-    public = {n for n in vars(discovery) if not n.startswith("_") and not isinstance(getattr(discovery, n), types.ModuleType)}
+    public = {
+        n for n in vars(discovery) if not n.startswith("_") and not isinstance(getattr(discovery, n), types.ModuleType)
+    }
     assert public == set(discovery.__all__)
+
+
+def test_the_package_docstring_lists_every_option_of_every_strategy() -> None:
+    doc = " ".join((discovery.__doc__ or "").split())
+    table = doc.split("The strategies and their ``config`` keys", 1)[1].split("An unknown strategy", 1)[0]
+    bullets = table.split("* ")[1:]
+    for name in discovery.BUILTIN_STRATEGIES:
+        (spec,) = load_topologies({"topologies": {"t": {"strategy": name, "config": _minimal(name)}}})
+        (section,) = [b for b in bullets if f"``{name}``" in b.split(" — ")[0]]
+        for key in spec.strategy_class.options:
+            assert key in section, f"{name}: option {key!r} missing from the package docstring"

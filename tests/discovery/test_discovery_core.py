@@ -14,7 +14,6 @@ from dataclasses import FrozenInstanceError
 from typing import Any
 
 import pytest
-from discovery_helpers import FakeOps, run, wait_until
 
 import pymesh
 from pymesh._errors import DiscoveryError
@@ -28,9 +27,11 @@ from pymesh.services.discovery import (
     Strategy,
     TopologySpec,
     TopologyState,
+    _topology,
     start_topologies,
 )
-from pymesh.services.discovery import _topology
+
+from .discovery_helpers import FakeOps, run, wait_until
 
 LOGGER = "pymesh.discovery"
 
@@ -124,8 +125,8 @@ def test_failed_answers_never_disconnect_only_successful_omissions_do(caplog: py
     assert messages(caplog, "disconnected b@h")
 
 
-def test_failures_are_logged_once_per_change_of_kind(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger=LOGGER)
+def test_an_outage_is_logged_once_however_its_failures_vary(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
     script = Script(set())
 
     async def scenario() -> None:
@@ -133,20 +134,22 @@ def test_failures_are_logged_once_per_change_of_kind(caplog: pytest.LogCaptureFi
             for error in (
                 DiscoveryError("timeout after 1.01s", kind="timeout"),
                 DiscoveryError("timeout after 1.02s", kind="timeout"),  # same kind: silent
-                DiscoveryError("answered 503", kind="http 503"),  # another kind: logged
+                DiscoveryError("answered 503", kind="http 503"),  # another kind: debug only
                 OSError("boom"),
             ):
                 script.push(error)
                 polls = script.polls
-                await wait_until(lambda: script.polls > polls + 3)
+                await wait_until(lambda polls=polls: script.polls > polls + 3)
             script.push({"x@y"})
             polls = script.polls
             await wait_until(lambda: script.polls > polls + 3)
 
     run(scenario())
-    failed = messages(caplog, "discovery failed")
-    assert len(failed) == 3, failed
-    assert "topology=t strategy=scripted" in failed[0]
+    failed = [r for r in caplog.records if "discovery failed" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].levelno == logging.WARNING
+    assert "topology=t strategy=scripted: discovery failed: timeout after 1.01s" in failed[0].getMessage()
+    changes = [r.getMessage() for r in caplog.records if "still failing" in r.getMessage()]
+    assert [c.split("now: ")[1] for c in changes] == ["answered 503", "OSError: boom"]
     assert len(messages(caplog, "recovered")) == 1
 
 
@@ -324,9 +327,24 @@ def test_seen_nodes_are_connected_and_never_removed() -> None:
     ops = FakeOps()
 
     async def scenario() -> None:
-        async with Cluster([TopologySpec("p", "push", {"script": Script("a@h", "b@h", "me@host")}, PushStrategy)], ops) as c:
+        async with Cluster(
+            [TopologySpec("p", "push", {"script": Script("a@h", "b@h", "me@host")}, PushStrategy)], ops
+        ) as c:
             await wait_until(lambda: ops.connected == {"a@h", "b@h"})
             assert c.states()[0].nodes_found == ("a@h", "b@h")
+
+    run(scenario())
+
+
+def test_an_unreachable_node_heard_often_is_not_retried_at_every_heartbeat() -> None:
+    ops = FakeOps(reachable=set())
+    beats = Script(*(["down@h"] * 50))
+
+    async def scenario() -> None:
+        async with Cluster([TopologySpec("p", "push", {"script": beats}, PushStrategy)], ops) as cluster:
+            await wait_until(lambda: cluster.states()[0].nodes_found == ("down@h",))
+            await asyncio.sleep(0.1)
+        assert ops.count("connect", "down@h") == 1  # 50 heartbeats, one attempt within SEEN_RETRY
 
     run(scenario())
 
@@ -353,6 +371,10 @@ def test_default_ops_call_pymesh_node(monkeypatch: pytest.MonkeyPatch) -> None:
         def self() -> str:
             return "me@h"
 
+        @staticmethod
+        def port() -> int:
+            return 4369
+
     monkeypatch.setattr(pymesh, "Node", Node, raising=False)
     ops = DefaultOps(dist_port=4370)
 
@@ -363,6 +385,7 @@ def test_default_ops_call_pymesh_node(monkeypatch: pytest.MonkeyPatch) -> None:
 
     run(scenario())
     assert ops.self_name() == "me@h" and ops.dist_port() == 4370
+    assert DefaultOps().dist_port() == 4369  # asked of Node.port() when not given
     assert calls == [("connect", "a@h"), ("disconnect", "a@h")]
 
 
@@ -376,7 +399,9 @@ def test_a_hung_poll_counts_as_failed() -> None:
             return set()
 
     async def scenario() -> None:
-        async with Cluster([TopologySpec("h", "hanging", {"timeout": 0.01, "polling_interval": 0.01}, Hanging)], FakeOps()) as c:
+        async with Cluster(
+            [TopologySpec("h", "hanging", {"timeout": 0.01, "polling_interval": 0.01}, Hanging)], FakeOps()
+        ) as c:
             await wait_until(lambda: c.states()[0].last_error is not None)
             assert c.states()[0].last_error == "poll took longer than 0.06s"
 

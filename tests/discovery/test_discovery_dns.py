@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import dns.exception
 import dns.message
+import dns.rcode
 import pytest
-from conftest import Dnsmasq
-from discovery_helpers import FakeOps, run, udp_garbage_server, wait_until
 
 from pymesh._errors import DiscoveryError
 from pymesh.services.discovery import Cluster, load_topologies
 from pymesh.services.discovery._dns import DnsSrvStrategy, DnsStrategy, parse_nameserver
 from pymesh.services.discovery._strategy import LocalNode
+
+from .discovery_helpers import FakeOps, run, udp_garbage_server, wait_until
 
 LOGGER = "pymesh.discovery"
 
@@ -50,13 +53,13 @@ def test_nameserver_syntax() -> None:
             parse_nameserver(bad)
 
 
-def test_dns_a_and_aaaa_records_become_nodes(dnsmasq: Dnsmasq) -> None:
+def test_dns_a_and_aaaa_records_become_nodes(dnsmasq: Any) -> None:
     dnsmasq.set_hosts(["127.0.0.2 nodes.test", "127.0.0.3 nodes.test", "::2 nodes.test"])
     strategy = strategy_for(DnsStrategy, dnsmasq.nameserver, "nodes.test")
     assert run(strategy.poll()) == {"app@127.0.0.2", "app@127.0.0.3", "app@::2"}
 
 
-def test_dns_empty_answer_is_success_but_nxdomain_is_a_failure(dnsmasq: Dnsmasq) -> None:
+def test_dns_empty_answer_is_success_but_nxdomain_is_a_failure(dnsmasq: Any) -> None:
     dnsmasq.set_hosts(["::2 v6only.test"])
     strategy = strategy_for(DnsStrategy, dnsmasq.nameserver, "v6only.test")
     assert run(strategy.poll()) == {"app@::2"}  # no A records: empty, not an error
@@ -65,13 +68,13 @@ def test_dns_empty_answer_is_success_but_nxdomain_is_a_failure(dnsmasq: Dnsmasq)
     assert info.value.kind == "nxdomain"
 
 
-def test_dns_srv_targets_become_nodes(dnsmasq: Dnsmasq) -> None:
+def test_dns_srv_targets_become_nodes(dnsmasq: Any) -> None:
     strategy = strategy_for(DnsSrvStrategy, dnsmasq.nameserver, "_pymesh._tcp.nodes.test")
     assert run(strategy.poll()) == {"app@n1.nodes.test", "app@n2.nodes.test"}
 
 
 def test_dns_topology_follows_records_and_survives_the_server_going_away(
-    dnsmasq: Dnsmasq, caplog: pytest.LogCaptureFixture
+    dnsmasq: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
     dnsmasq.set_hosts(["127.0.0.2 nodes.test", "127.0.0.3 nodes.test"])
@@ -110,9 +113,18 @@ def garbage_for(query: bytes) -> bytes:
     return query[:2] + b"\x81\x80\x00\x01\x00\x05\x00\x00\x00\x00\xffgarbage"
 
 
-def test_malformed_dns_answers_fail_the_poll_and_disconnect_nothing(caplog: pytest.LogCaptureFixture) -> None:
+def servfail_for(query: bytes) -> bytes:
+    response = dns.message.make_response(dns.message.from_wire(query))
+    response.set_rcode(dns.rcode.SERVFAIL)
+    return response.to_wire()
+
+
+@pytest.mark.parametrize("reply", [garbage_for, servfail_for], ids=["garbage", "servfail"])
+def test_malformed_dns_answers_fail_the_poll_and_disconnect_nothing(
+    reply: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    port, stop = udp_garbage_server(garbage_for)
+    port, stop = udp_garbage_server(reply)
     ops = FakeOps()
     ops.connected = {"app@127.0.0.7"}
     specs = load_topologies(config("dns", f"127.0.0.1:{port}", "nodes.test"))
@@ -136,5 +148,5 @@ def test_malformed_dns_answers_fail_the_poll_and_disconnect_nothing(caplog: pyte
 
 def test_garbage_reply_really_is_unparsable() -> None:
     query = dns.message.make_query("nodes.test.", "A").to_wire()
-    with pytest.raises(Exception):
+    with pytest.raises(dns.exception.DNSException):
         dns.message.from_wire(garbage_for(query))

@@ -12,12 +12,13 @@ import time
 from typing import Any
 
 import pytest
-from discovery_helpers import FakeOps, FakeReport, free_port, run, wait_until
 
 from pymesh._errors import DiscoveryError
 from pymesh.services.discovery import Cluster, load_topologies
 from pymesh.services.discovery._static import LocalStrategy
 from pymesh.services.discovery._strategy import LocalNode
+
+from .discovery_helpers import FakeOps, free_port, run, wait_until
 
 
 def test_static_hosts_are_retried_every_interval_until_they_answer() -> None:
@@ -96,7 +97,6 @@ def test_local_against_a_real_epmd() -> None:
                     raise
                 time.sleep(0.05)
         registered.append(_register(port, "beta", 5002))
-        report = FakeReport()
 
         async def scenario() -> None:
             strategy = local_strategy("beta@box", epmd_port=port, polling_interval=0.02)
@@ -105,7 +105,6 @@ def test_local_against_a_real_epmd() -> None:
             await wait_until(lambda: _poll_equals(strategy, {"beta@box"}), what="alpha gone")
 
         run(scenario())
-        assert not report.failures
     finally:
         for sock in registered:
             sock.close()

@@ -43,10 +43,30 @@ and start it from Python::
     for state in cluster.states(): print(state)
     await cluster.stop()
 
-Each strategy documents its keys in its section of this package (``static``,
-``local``, ``gossip``, ``dns``, ``dns_srv``, ``kubernetes``, ``etcd``,
-``consul``, ``eureka``); an unknown strategy or key, a missing required key
-or a bad value is refused when the configuration is loaded.
+The strategies and their ``config`` keys (required ones in bold; each
+class's docstring, reached through :data:`BUILTIN_STRATEGIES`, says more):
+
+* ``static`` — **hosts**, polling_interval (5 s).
+* ``local`` — host (127.0.0.1), epmd_port, polling_interval.
+* ``gossip`` — port (45892), if_addr, multicast_if, multicast_addr
+  (233.252.1.32), multicast_ttl (1), broadcast_only, secret,
+  heartbeat_interval (5 s), max_age (30 s).
+* ``dns`` / ``dns_srv`` — **query**, **node_basename**, nameservers,
+  polling_interval, timeout (5 s).
+* ``kubernetes`` — **selector**, **node_basename**, namespace, lookup
+  (endpoints | pods), mode (ip | dns | hostname), service_name,
+  cluster_domain, api_server, token_path, ca_path, namespace_path,
+  page_size, polling_interval, timeout.
+* ``etcd`` — endpoints, prefix (/pymesh/nodes/), ttl (15 s),
+  polling_interval, timeout.
+* ``consul`` — **service**, **node_basename**, url, api (health | catalog |
+  agent), passing, tag, datacenter, token, polling_interval, timeout.
+* ``eureka`` — **app**, url, node_basename, register, instance_id,
+  heartbeat_interval (30 s), lease_duration (90 s), polling_interval,
+  timeout.
+
+An unknown strategy or key, a missing required key or a bad value is
+refused when the configuration is loaded, before anything starts.
 
 Guarantees and caveats
 ----------------------

@@ -134,7 +134,6 @@ class Cluster:
         return f"<Cluster [{names}] {'running' if self.running else 'stopped'}>"
 
 
-
 async def start_topologies(
     topologies: Iterable[TopologySpec] | DiscoveryConfig,
     ops: ClusterOps | None = None,

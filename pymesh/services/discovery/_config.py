@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 from pymesh._errors import ConfigError
 
@@ -178,7 +178,7 @@ def _check_topology(name: str, table: Any, where: str) -> TopologySpec:
             raise ConfigError(f"{here} unknown key {key!r} (known: {', '.join(_TOPOLOGY_KEYS)})")
     strategy = table.get("strategy")
     if not isinstance(strategy, str) or not strategy:
-        raise ConfigError(f"{here} needs strategy = \"...\" (one of: {', '.join(BUILTIN_STRATEGIES)})")
+        raise ConfigError(f'{here} needs strategy = "..." (one of: {", ".join(BUILTIN_STRATEGIES)})')
     cls = _strategy_class(strategy, here)
     raw = table.get("config", {})
     if not isinstance(raw, Mapping):
@@ -227,13 +227,13 @@ def _check_options(cls: type[Strategy], strategy: str, raw: Mapping[str, Any], h
 
 def _hook(value: Any, here: str) -> Hook:
     if callable(value):
-        return value
+        return cast(Hook, value)
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{here} must be an import path 'package.module:function'")
     fn = _import(value, here)
     if not callable(fn):
         raise ConfigError(f"{here} {value!r} is not callable")
-    return fn
+    return cast(Hook, fn)
 
 
 def _import(path: str, here: str) -> Any:

@@ -17,7 +17,7 @@ fail the poll with that text.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -31,7 +31,7 @@ class ConsulStrategy(PollingStrategy):
     """``consul``: service instances from Consul; see the module docstring."""
 
     name = "consul"
-    options: Mapping[str, Option] = {
+    options: ClassVar[Mapping[str, Option]] = {
         "url": Option(text, "http://127.0.0.1:8500", "the Consul agent's HTTP address"),
         "service": Option(text, doc="the service name"),
         "node_basename": Option(text, doc="the part of each node name before '@'"),

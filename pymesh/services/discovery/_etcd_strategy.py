@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from pymesh._errors import EtcdError
 from pymesh.services._etcd import EtcdClient, KeyValue
@@ -43,7 +43,7 @@ class EtcdStrategy(Strategy):
     """``etcd``: register with a lease and watch the prefix; see the module docstring."""
 
     name = "etcd"
-    options: Mapping[str, Option] = {
+    options: ClassVar[Mapping[str, Option]] = {
         "endpoints": Option(text_list, ("http://127.0.0.1:2379",), "etcd client URLs"),
         "prefix": Option(text, "/pymesh/nodes/", "key prefix under which nodes register"),
         "ttl": Option(integer(2, 3600), 15, "lease TTL in seconds"),

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -41,7 +41,7 @@ class EurekaStrategy(PollingStrategy):
     """``eureka``: register, heartbeat and poll; see the module docstring."""
 
     name = "eureka"
-    options: Mapping[str, Option] = {
+    options: ClassVar[Mapping[str, Option]] = {
         "url": Option(text, "http://127.0.0.1:8761/eureka", "Eureka's base URL, up to /eureka"),
         "app": Option(text, doc="the application name (Eureka upper-cases it)"),
         "node_basename": Option(optional_text, "", "names instances registered without pymesh metadata"),

@@ -34,6 +34,7 @@ nonce + AES-GCM(JSON) with the 6 header bytes as associated data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import os
@@ -42,7 +43,7 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -206,10 +207,9 @@ class _Receiver(asyncio.DatagramProtocol):
         self._report = report
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        try:
+        # In a flood some heartbeats are lost; they repeat, so that costs nothing.
+        with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait((data, addr))
-        except asyncio.QueueFull:
-            pass  # a flood: heartbeats repeat, so losing some costs nothing
 
     def error_received(self, exc: Exception) -> None:
         self._report.note("gossip socket", f"{type(exc).__name__}: {exc}")
@@ -229,7 +229,7 @@ class GossipStrategy(Strategy):
     """``gossip``: UDP multicast/broadcast heartbeats; see the module docstring."""
 
     name = "gossip"
-    options: Mapping[str, Option] = {
+    options: ClassVar[Mapping[str, Option]] = {
         "port": Option(port, 45892),
         "if_addr": Option(_ipv4, "0.0.0.0", "address to bind"),
         "multicast_if": Option(_ipv4, "0.0.0.0", "interface address for the multicast group"),

@@ -29,7 +29,7 @@ import os
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -70,7 +70,7 @@ class KubernetesStrategy(PollingStrategy):
     """``kubernetes``: pods by label selector, from Endpoints or Pods; see the module docstring."""
 
     name = "kubernetes"
-    options: Mapping[str, Option] = {
+    options: ClassVar[Mapping[str, Option]] = {
         "selector": Option(text, doc="label selector, e.g. 'app=myapp'"),
         "node_basename": Option(text, doc="the part of each node name before '@'"),
         "namespace": Option(optional_text, "", "namespace to list in (default: the pod's own)"),

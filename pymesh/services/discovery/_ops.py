@@ -18,6 +18,8 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from pymesh._errors import PymeshError
+
 __all__ = ["ClusterOps", "DefaultOps", "HookedOps"]
 
 T = TypeVar("T")
@@ -57,15 +59,16 @@ async def maybe_await(value: T | Awaitable[T]) -> T:
 def _node() -> Any:
     # Imported late: discovery is a layer above the runtime, and this module
     # must import (for configuration checks, tests) without a node running.
-    from pymesh import Node  # type: ignore[attr-defined]
+    import pymesh
 
-    return Node
+    return pymesh.Node
 
 
 class DefaultOps:
     """:class:`ClusterOps` over ``pymesh.Node``, the node this process runs.
 
-    ``dist_port`` is advertised as given (``None`` if not known).
+    ``dist_port`` is advertised as given, else asked of ``Node.port()``
+    (``None`` while the node is not distributed).
     """
 
     def __init__(self, dist_port: int | None = None) -> None:
@@ -84,7 +87,13 @@ class DefaultOps:
         return str(_node().self())
 
     def dist_port(self) -> int | None:
-        return self._dist_port
+        if self._dist_port is not None:
+            return self._dist_port
+        port = getattr(_node(), "port", None)
+        try:
+            return int(port()) if port is not None else None
+        except PymeshError:
+            return None  # not started
 
 
 class HookedOps:

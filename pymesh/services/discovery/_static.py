@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from pymesh._errors import DiscoveryError
 
@@ -22,7 +22,7 @@ class StaticStrategy(PollingStrategy):
     """
 
     name = "static"
-    options: Mapping[str, Option] = {
+    options: ClassVar[Mapping[str, Option]] = {
         "hosts": Option(node_list, doc="the node names to connect to"),
         **POLLING,
     }
@@ -42,7 +42,7 @@ class LocalStrategy(PollingStrategy):
     """
 
     name = "local"
-    options: Mapping[str, Option] = {
+    options: ClassVar[Mapping[str, Option]] = {
         "host": Option(text, "127.0.0.1", "where the port mapper listens"),
         "epmd_port": Option(optional_port, None, "the port mapper's port"),
         **POLLING,

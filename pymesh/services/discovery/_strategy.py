@@ -76,7 +76,7 @@ class Report(Protocol):
         """The backend could not be asked or answered garbage; nothing is disconnected."""
 
     def note(self, key: str, problem: str) -> None:
-        """Log a side problem (a dropped datagram, a failed heartbeat) once per episode of ``key``."""
+        """Log a side problem (a dropped datagram, a failed heartbeat) once per episode of ``(key, problem)``."""
 
 
 class Strategy(ABC):
@@ -95,7 +95,7 @@ class Strategy(ABC):
         self.config = config
         self.local = local
 
-    @classmethod
+    @classmethod  # noqa: B027 - an optional hook, empty by default
     def check(cls, config: Mapping[str, Any]) -> None:
         """Check rules that span several keys; raise ``ValueError`` naming the key.
 
@@ -134,9 +134,10 @@ class PollingStrategy(Strategy):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any backend failure is a failed poll
+                error: BaseException = exc
                 if deadline.expired():
-                    exc = DiscoveryError(f"poll took longer than {self.poll_deadline:g}s", kind="timeout")
-                report.failed(exc)
+                    error = DiscoveryError(f"poll took longer than {self.poll_deadline:g}s", kind="timeout")
+                report.failed(error)
             else:
                 if nodes is not None:
                     await report.found(nodes)

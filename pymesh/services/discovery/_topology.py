@@ -10,9 +10,10 @@ This is where discovery's policy lives, once for all strategies:
   topology had found it and no other topology of the cluster still does. A
   failed call (timeout, 5xx, DNS error, etcd down) changes nothing
   (libcluster #82).
-* **Logging once per change of state.** "discovery failed", "recovered",
-  "cannot connect to X" and crashes are logged when they start (or change
-  kind), not at every poll.
+* **Logging once per change of state.** An outage is logged when it starts
+  ("discovery failed") and when it ends ("recovered"); "cannot connect to
+  X" when X becomes unreachable; a crash when it first happens; a side
+  problem (a dropped datagram) once per episode — never at every poll.
 * **State records.** :meth:`Topology.state` returns a frozen
   :class:`TopologyState` for the CLI and the REPL.
 * **Supervision.** A strategy whose ``run`` raises is logged once, closed,
@@ -31,7 +32,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pymesh._errors import PymeshError
@@ -56,6 +57,9 @@ STABLE_AFTER = 60.0
 NOTE_QUIET = 60.0
 #: Seconds a strategy's ``aclose`` may take.
 CLOSE_TIMEOUT = 5.0
+#: A node heard from (``seen``) that failed to connect is not tried again for this long,
+#: so a peer that beats every second but cannot be reached doesn't stall the topology.
+SEEN_RETRY = 5.0
 #: Connection attempts running at once for one topology.
 CONNECT_CONCURRENCY = 16
 _MAX_NOTES = 256
@@ -108,7 +112,7 @@ def _error_kind(error: BaseException) -> str:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Topology:
@@ -137,8 +141,8 @@ class Topology:
         self._lock = asyncio.Lock()
         self._found: frozenset[str] = frozenset()
         self._connected: frozenset[str] = frozenset()
-        self._unreachable: dict[str, str] = {}
-        self._notes: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._unreachable: dict[str, float] = {}  # node -> when it last failed to connect
+        self._notes: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._last_poll: datetime | None = None
         self._last_error: str | None = None
         self._last_error_at: datetime | None = None
@@ -242,29 +246,39 @@ class Topology:
             self._found = self._found | {node}
             self._succeeded()
             connected = set(await maybe_await(self._ops.list_nodes()))
-            if node not in connected:
+            failed_at = self._unreachable.get(node)
+            if node not in connected and (failed_at is None or time.monotonic() - failed_at > SEEN_RETRY):
                 await self._connect_all([node])
             await self._refresh_connected()
 
     def failed(self, error: BaseException) -> None:
-        """The backend could not be asked: record and log (once per kind); disconnect nothing."""
+        """The backend could not be asked: record it, log it if it starts an outage; disconnect nothing.
+
+        One outage is one warning, however many retries fail and however the
+        failure changes on the way (refused, then timing out, then a broken
+        stream); the changes go to the debug log, the latest is in the state.
+        """
         self._last_poll = self._last_error_at = _now()
         self._last_error = describe(error)
         kind = _error_kind(error)
-        if kind != self._failing:
-            self.log.warning(
-                "discovery failed: %s (no node is disconnected for this; retrying)", self._last_error
-            )
+        if self._failing is None:
+            self.log.warning("discovery failed: %s (no node is disconnected for this; retrying)", self._last_error)
+        elif kind != self._failing:
+            self.log.debug("discovery still failing, now: %s", self._last_error)
         self._failing = kind
         self._on_change()
 
     def note(self, key: str, problem: str) -> None:
-        """Log a side problem the first time, and again only after ``NOTE_QUIET`` quiet seconds."""
+        """Log a side problem once per episode: again only after ``NOTE_QUIET`` seconds without it.
+
+        An episode is one ``(key, problem)`` pair, so a sender that alternates
+        between two faults is logged once for each, not at every alternation.
+        """
         now = time.monotonic()
-        previous = self._notes.pop(key, None)
-        if previous is None or previous[0] != problem or now - previous[1] > NOTE_QUIET:
+        last = self._notes.pop((key, problem), None)
+        if last is None or now - last > NOTE_QUIET:
             self.log.warning("%s: %s", key, problem)
-        self._notes[key] = (problem, now)
+        self._notes[(key, problem)] = now
         while len(self._notes) > _MAX_NOTES:
             self._notes.popitem(last=False)
 
@@ -304,7 +318,7 @@ class Topology:
         else:
             if node not in self._unreachable:
                 self.log.warning("cannot connect to %s: %s (retrying at each answer)", node, problem)
-            self._unreachable[node] = problem
+            self._unreachable[node] = time.monotonic()
 
     async def _disconnect(self, node: str) -> None:
         try:
