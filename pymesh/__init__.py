@@ -37,10 +37,8 @@ from ._errors import (
     RegistryError,
     AuthenticationError,
     BadName,
-    BrokenConnectionError,
     CallExit,
     CallTimeout,
-    ClosedConnectionError,
     ConfigError,
     DecodeError,
     EncodeError,
@@ -60,7 +58,6 @@ from ._errors import (
     RemoteProtocolError,
     SpawnError,
     UnknownRegistry,
-    WouldBlock,
 )
 from .runtime._connection import ConnectionStats
 from .runtime._genserver import NOREPLY, GenServer, call, cast, reply
@@ -190,9 +187,6 @@ __all__ = [
     "AuthenticationError",
     "EncodeError",
     "DecodeError",
-    "ClosedConnectionError",
-    "BrokenConnectionError",
-    "WouldBlock",
     "NodeError",
     "NotAlive",
     "NameTaken",

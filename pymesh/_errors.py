@@ -7,8 +7,6 @@ as h11 and trio do:
 * :class:`LocalProtocolError` — *we* misused the distribution protocol (a bug in
   the caller or in pymesh); :class:`RemoteProtocolError` — the *peer* sent
   something invalid. A peer's garbage never looks like our bug.
-* :class:`ClosedConnectionError` — you closed it; :class:`BrokenConnectionError`
-  — the peer or the network broke it (cause in ``__cause__``).
 
 Expected outcomes that a caller branches on (a taken name, a call that timed
 out) are exceptions that carry the data needed to act on them, e.g.
@@ -29,10 +27,6 @@ __all__ = [
     "AuthenticationError",
     "EncodeError",
     "DecodeError",
-    "ConnectionError_",
-    "ClosedConnectionError",
-    "BrokenConnectionError",
-    "WouldBlock",
     "NodeError",
     "NotAlive",
     "NameTaken",
@@ -96,25 +90,6 @@ class EncodeError(PymeshError, TypeError):
 
 class DecodeError(RemoteProtocolError):
     """Bytes from a peer are not a valid term."""
-
-
-# --- connections ----------------------------------------------------------------
-
-
-class ConnectionError_(PymeshError):
-    """Base of errors about a connection to another node."""
-
-
-class ClosedConnectionError(ConnectionError_):
-    """The connection was closed by this node (``Node.disconnect``, shutdown)."""
-
-
-class BrokenConnectionError(ConnectionError_):
-    """The peer or the network broke the connection; the cause is ``__cause__``."""
-
-
-class WouldBlock(PymeshError):
-    """A ``*_nowait`` operation could not complete without waiting."""
 
 
 # --- nodes ------------------------------------------------------------------------

@@ -470,6 +470,7 @@ def test_names_of_every_kind_the_node_runs() -> None:
             expected = {("local", "solo")}
             try:
                 pymesh.spawn(_named_idle, "solo")
+                await asyncio.sleep(0)
                 try:
                     from pymesh.services._registry import Registry
                 except ImportError:
@@ -486,6 +487,13 @@ def test_names_of_every_kind_the_node_runs() -> None:
                     await DistributedRegistry.start("dreg1")
                     pymesh.spawn(_in_registry, DistributedRegistry, "dreg1", "d1")
                     expected.add(("dreg", "dreg1/d1"))
+                try:
+                    from pymesh.services import PG
+                except ImportError:
+                    PG = None  # noqa: N806
+                if PG is not None:
+                    PG.join("workers", pymesh.whereis("solo"))
+                    expected.add(("pg", "workers"))
                 add_name_provider(Jobs())
                 add_name_provider(Broken())
                 expected.add(("jobs", "('job', 7)"))

@@ -156,6 +156,13 @@ async def service_names(short: str) -> list[str]:
     except Exception:  # noqa: BLE001
         pass
     try:
+        from pymesh.services import PG
+
+        PG.join("workers", [spawn(idle), spawn(idle)])
+        started.append("pg")
+    except Exception:  # noqa: BLE001
+        pass
+    try:
         from pymesh.services._global import Global
 
         if await Global.register_name(f"leader_{short}", spawn(idle)):

@@ -11,7 +11,8 @@ Built in:
 * ``local`` — the node's registered names (``pymesh.registered()``);
 * ``registry``, ``global``, ``pg``, ``dreg`` — the services in
   :mod:`pymesh.services` (local ``Registry``, ``Global`` names, process
-  groups, ``DistributedRegistry``), each listed only when its module imports.
+  groups, ``DistributedRegistry``), each listed when the node has loaded its
+  module (the pane never imports one: that would start it serving).
   They are adapters over the services' BEAM-named public calls
   (``select``, ``registered_names``/``whereis_name``,
   ``which_groups``/``get_members``), so the services depend on nothing here.
@@ -23,6 +24,7 @@ provider must be added on the node being observed.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
@@ -58,16 +60,23 @@ class LocalNames:
 
 
 def _service(*paths: str) -> Any:
-    """The first attribute ``module:attr`` that imports, else None."""
+    """The first attribute ``module:attr`` whose module is already loaded, else None.
+
+    Never imports: importing :mod:`pymesh.services` makes a node serve global
+    names and process groups, and looking must not change what is looked at.
+    A node that uses a service has imported it.
+    """
     for path in paths:
         module, _, attr = path.partition(":")
+        obj: Any = sys.modules.get(module)
+        if obj is None:
+            continue
         try:
-            obj: Any = importlib.import_module(module)
             for part in attr.split("."):
                 obj = getattr(obj, part)
-            return obj
-        except (ImportError, AttributeError):
+        except AttributeError:
             continue
+        return obj
     return None
 
 

@@ -56,10 +56,13 @@ __all__ = ["ObserverApp", "MIN_SIZE", "fmt_bytes", "fmt_duration", "sparkline"]
 
 #: The smallest terminal (columns, rows) the layout is drawn in.
 MIN_SIZE = (60, 14)
-#: Traffic events the pane keeps, and rows it shows: a screenful while live
-#: (rebuilt at every poll), the whole history once paused (to scroll back).
+#: Traffic events the pane keeps, and rows it shows: a screenful (at most
+#: SHOW_EVENTS) while live, as they are rebuilt at every poll; the whole
+#: history once paused, to scroll back.
 KEEP_EVENTS = 2000
 SHOW_EVENTS = 100
+#: With ``freeze_gc``, every this many polls the collection is a full one.
+FULL_GC_EVERY = 120
 SPARK = "▁▂▃▄▅▆▇█"
 HISTORY = 24
 
@@ -138,6 +141,7 @@ STATE_STYLE = {
 def _freeze_gc() -> None:
     gc.collect()
     gc.freeze()
+    gc.disable()  # from now on the pane collects right after each poll (see _poll)
 
 
 # --- widgets ------------------------------------------------------------------------------
@@ -181,8 +185,10 @@ class ObserverApp(App[None]):
     ``r``, for tests). ``close_source`` closes the source on exit.
     ``freeze_gc`` (for a process that only runs the pane, as ``pymesh tui``)
     moves everything alive after the first frame out of the cyclic GC's
-    reach: Textual's import-time objects are most of the heap, and each full
-    collection walking them is a pause the user feels as a slow key.
+    reach — Textual's import-time objects are most of the heap — and then
+    collects right after each poll is drawn instead of at allocation
+    thresholds: a collection (tens of milliseconds here) in the middle of a
+    key press is what the user feels as a slow key.
     """
 
     CSS_PATH = "observer.tcss"
@@ -264,10 +270,12 @@ class ObserverApp(App[None]):
         self.refresh_data()
         if self.interval > 0:
             self.set_interval(self.interval, self.refresh_data)
-        if self.freeze_gc:
+        if self.freeze_gc and self.interval > 0:
             self.call_after_refresh(_freeze_gc)
 
     async def on_unmount(self) -> None:
+        if self.freeze_gc:
+            gc.enable()
         if self.close_source:
             try:
                 await self.source.close()
@@ -315,7 +323,11 @@ class ObserverApp(App[None]):
         try:
             self.apply(snap)
         except NoMatches:  # the pane is closing: its widgets are gone
-            pass
+            return
+        if self.freeze_gc and not gc.isenabled():
+            # collect now, just after drawing, rather than whenever an allocation
+            # count says so — possibly in the middle of handling a key
+            gc.collect(2 if self.polls % FULL_GC_EVERY == 0 else 1)
 
     def apply(self, snap: Snapshot) -> None:
         """Show ``snap`` (called after every poll)."""
@@ -499,7 +511,8 @@ class ObserverApp(App[None]):
         self._traffic_stale = False
         f = self._filter("traffic")
         rows: list[tuple[Any, ...]] = []
-        limit = KEEP_EVENTS if self.paused else SHOW_EVENTS
+        table = self.query_one("#traffic-table", DataTable)
+        limit = KEEP_EVENTS if self.paused else min(SHOW_EVENTS, max(20, table.size.height))
         for e in reversed(self.events):
             if len(rows) >= limit:
                 break
@@ -515,7 +528,6 @@ class ObserverApp(App[None]):
                 ("≥" if e.approx else "") + fmt_bytes(e.size),
                 Text(e.preview),
             ))
-        table = self.query_one("#traffic-table", DataTable)
         table.clear()
         table.add_rows(rows)
 

@@ -188,8 +188,8 @@ async def _measure(cluster: DevCluster, args: argparse.Namespace, mode: str) -> 
         else:
             pty = cluster_pane  # started with the node
         loop = asyncio.get_running_loop()
-        if await loop.run_in_executor(None, pty.read_until, b"peers up", 20) is None:
-            raise SystemExit("the pane did not come up")
+        if await loop.run_in_executor(None, pty.read_until, b" processes ", 30) is None:
+            raise SystemExit(f"the pane did not come up ({mode} run)")
         await asyncio.sleep(1.0)
         result["throughput"], result["cpu"] = await _flood(load_node, sink, 0, args.seconds, sink_pid)
         result["keys"] = await _keys(pty, load_node, sink, args.rate, args.keys)
