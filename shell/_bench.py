@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pymesh
 from pymesh import Node, receive, register, self, send, spawn
-from pymesh.runtime import _trace  # TODO(lead): pymesh.watch_traffic once exported
+from pymesh.trace import watch_traffic
 
 __all__ = ["configure_bench", "run_bench"]
 
@@ -64,7 +64,7 @@ async def _sink() -> None:
 async def _peer_main(name: str, cookie: str, epmd_port: int | None, trace: bool = False) -> None:
     await pymesh.start(name, cookie=cookie, epmd_port=epmd_port)
     if trace:
-        _trace.watch_traffic()
+        watch_traffic()
     pid = spawn(_sink)
     ref = pymesh.monitor(pid)
     print("ready", flush=True)
@@ -126,7 +126,7 @@ async def _measure(args: argparse.Namespace, peer: str) -> dict[str, list[float]
     host = socket.gethostname().split(".")[0]
     await pymesh.start(f"bencha{os.getpid()}@{host}", cookie=args.cookie, epmd_port=args.epmd_port)
     if args.trace:
-        _trace.watch_traffic()
+        watch_traffic()
     if not await Node.connect(peer):
         raise SystemExit(f"pymesh bench: cannot connect to the peer node {peer}")
     target = ("sink", peer)

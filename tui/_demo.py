@@ -139,7 +139,7 @@ async def service_names(short: str) -> list[str]:
     when its module is there. Returns the kinds it could start."""
     started: list[str] = []
     try:
-        from pymesh.services._registry import Registry
+        from pymesh.services import Registry
 
         await Registry.start("rooms")
         for key in (f"lobby_{short}", f"ops_{short}"):
@@ -148,7 +148,7 @@ async def service_names(short: str) -> list[str]:
     except Exception:  # noqa: BLE001 - a demo shows what there is
         pass
     try:
-        from pymesh.services._dist_registry import DistributedRegistry
+        from pymesh.services import DistributedRegistry
 
         await DistributedRegistry.start("users")
         spawn(_holds, "dreg", DistributedRegistry, "users", f"user_{short}")
@@ -163,7 +163,7 @@ async def service_names(short: str) -> list[str]:
     except Exception:  # noqa: BLE001
         pass
     try:
-        from pymesh.services._global import Global
+        from pymesh.services import Global
 
         if await Global.register_name(f"leader_{short}", spawn(idle)):
             started.append("global")

@@ -23,7 +23,6 @@ provider must be added on the node being observed.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
@@ -89,14 +88,8 @@ def _call(obj: Any, *names: str) -> Any:
 
 
 def _registry_names(cls: Any) -> list[Any]:
-    """The registries running on this node: ``cls.registries()`` when the
-    service offers it, else the names in its module's table."""
-    listing = _call(cls, "registries")
-    if listing is not None:
-        return list(listing())
-    # TODO(services): drop this fallback once Registry/DistributedRegistry offer registries()
-    table = getattr(importlib.import_module(cls.__module__), "_registries", None)
-    return list(table) if isinstance(table, dict) else []
+    """The registries of this kind running on this node (``cls.which()``)."""
+    return list(cls.which())
 
 
 def _select_all(cls: Any, reg: Any) -> list[Any]:
@@ -194,16 +187,16 @@ def remove_provider(kind: str) -> None:
 
 def _service_providers() -> list[NameProvider]:
     found: list[NameProvider] = []
-    reg = _service("pymesh.services:Registry", "pymesh.services._registry:Registry")
+    reg = _service("pymesh.services:Registry")
     if reg is not None:
         found.append(RegistryNames(reg))
-    glob = _service("pymesh.services:Global", "pymesh.services._global:Global")
+    glob = _service("pymesh.services:Global")
     if glob is not None:
         found.append(GlobalNames(glob))
-    pg = _service("pymesh.services:PG", "pymesh.services:pg", "pymesh.services._pg:PG", "pymesh.services._pg:pg")
+    pg = _service("pymesh.services:PG")
     if pg is not None:
         found.append(PgNames(pg))
-    dreg = _service("pymesh.services:DistributedRegistry", "pymesh.services._dist_registry:DistributedRegistry")
+    dreg = _service("pymesh.services:DistributedRegistry")
     if dreg is not None:
         found.append(DistributedNames(dreg))
     return found

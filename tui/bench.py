@@ -204,7 +204,7 @@ cluster_pane: Any = None
 
 
 async def _epmd_names(port: int) -> list[tuple[str, int]]:
-    from pymesh.runtime._epmd import names  # the CLI's `pymesh names` does the same
+    from pymesh.epmd import names
 
     try:
         return list(await names("127.0.0.1", port))
