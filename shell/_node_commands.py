@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pymesh
@@ -151,9 +152,17 @@ def configure_rpc(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the answer (default 15)")
 
 
-async def _rpc(args: argparse.Namespace) -> int:
-    me = f"rpc{os.getpid()}"
+async def _as_hidden_node(
+    command: str, args: argparse.Namespace, work: Callable[[], Awaitable[int]]
+) -> int:
+    """Start a hidden, non-transitive node, connect to ``args.node``, run ``work``.
+
+    The shape every "ask a running node" command shares (``rpc``, ``discovery``):
+    nobody's ``Node.list()`` changes, and an unreachable node or a wrong cookie is
+    one line on stderr and exit status 1.
+    """
     host = args.node.partition("@")[2]
+    me = f"{command}{os.getpid()}"
     await pymesh.start(
         f"{me}@{host}" if host else me,
         cookie=args.cookie,
@@ -164,23 +173,36 @@ async def _rpc(args: argparse.Namespace) -> int:
     try:
         if not await Node.connect(args.node, timeout=min(args.timeout, 10.0)):
             reason = Node.down_reason(args.node) or "unreachable"
-            print(f"pymesh rpc: cannot connect to {args.node} ({reason}; is it up, and is the cookie right?)", file=sys.stderr)
+            print(
+                f"pymesh {command}: cannot connect to {args.node} ({reason}; is it up, and is the cookie right?)",
+                file=sys.stderr,
+            )
             return 1
         try:
-            _, text = await pymesh.rpc_eval(args.node, args.expr, timeout=args.timeout)
+            return await work()
         except RpcError as e:
-            print(f"pymesh rpc: {e}", file=sys.stderr)
+            print(f"pymesh {command}: {e}", file=sys.stderr)
             return 1
-        print(text)
-        return 0
     finally:
         await pymesh.stop()
 
 
+def _full_node_name(node: str) -> str:
+    return node if "@" in node else f"{node}@{socket.gethostname().split('.')[0]}"
+
+
+async def _rpc(args: argparse.Namespace) -> int:
+    async def work() -> int:
+        _, text = await pymesh.rpc_eval(args.node, args.expr, timeout=args.timeout)
+        print(text)
+        return 0
+
+    return await _as_hidden_node("rpc", args, work)
+
+
 def run_rpc(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="pymesh rpc: %(message)s")
-    if "@" not in args.node:
-        args.node = f"{args.node}@{socket.gethostname().split('.')[0]}"
+    args.node = _full_node_name(args.node)
     return pymesh.run(_rpc(args))
 
 
@@ -202,17 +224,8 @@ _STATES_EXPR = (
 
 
 async def _discovery(args: argparse.Namespace) -> int:
-    host = args.node.partition("@")[2]
-    await pymesh.start(f"disc{os.getpid()}@{host}", cookie=args.cookie, hidden=True, epmd_port=args.epmd_port, connect_all=False)
-    try:
-        if not await Node.connect(args.node, timeout=min(args.timeout, 10.0)):
-            print(f"pymesh discovery: cannot connect to {args.node} (is it up, and is the cookie right?)", file=sys.stderr)
-            return 1
-        try:
-            rows, _ = await pymesh.rpc_eval(args.node, _STATES_EXPR, timeout=args.timeout)
-        except RpcError as e:
-            print(f"pymesh discovery: {e}", file=sys.stderr)
-            return 1
+    async def work() -> int:
+        rows, _ = await pymesh.rpc_eval(args.node, _STATES_EXPR, timeout=args.timeout)
         if not rows:
             print(f"{args.node} runs no discovery topology")
         for name, strategy, last_poll, found, connected, error, restarts in rows:
@@ -224,12 +237,11 @@ async def _discovery(args: argparse.Namespace) -> int:
             if restarts:
                 print(f"  restarts:   {restarts}")
         return 0
-    finally:
-        await pymesh.stop()
+
+    return await _as_hidden_node("discovery", args, work)
 
 
 def run_discovery(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="pymesh discovery: %(message)s")
-    if "@" not in args.node:
-        args.node = f"{args.node}@{socket.gethostname().split('.')[0]}"
+    args.node = _full_node_name(args.node)
     return pymesh.run(_discovery(args))

@@ -13,8 +13,6 @@ import shutil
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,54 +147,8 @@ def dnsmasq(tmp_path: Path) -> Iterator[Dnsmasq]:
 # --- etcd --------------------------------------------------------------------------------
 
 
-class Etcd:
-    """A single-member etcd on loopback; ``start()`` waits until its v3 gateway answers."""
-
-    def __init__(self, binary: str, directory: Path) -> None:
-        self.binary = binary
-        self.directory = directory
-        self.port = free_port("tcp")
-        self.peer_port = free_port("tcp")
-        while self.peer_port == self.port:
-            self.peer_port = free_port("tcp")
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = directory / "etcd.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        peer = f"http://127.0.0.1:{self.peer_port}"
-        args = [
-            self.binary,
-            "--name=default",
-            f"--data-dir={self.directory / 'data'}",
-            f"--listen-client-urls={self.url}",
-            f"--advertise-client-urls={self.url}",
-            f"--listen-peer-urls={peer}",
-            f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=default={peer}",
-            "--log-level=error",
-        ]
-        log = self.log.open("ab")
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"etcd exited: {self.log.read_text()[-2000:]}")
-            try:
-                request = urllib.request.Request(f"{self.url}/v3/kv/range", data=b'{"key":"AA=="}', method="POST")
-                with urllib.request.urlopen(request, timeout=0.5) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("etcd did not answer within 20 s")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            _stop(self.process)
-            self.process = None
+# The one etcd test server class of the suite (also used by the etcd registry tests).
+from support.etcd_server import Etcd  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
-"""`pymesh run --topology` and `pymesh discovery NODE`, as a user runs them.
+"""The node commands as a user runs them: `pymesh run`, `rpc`, `discovery`, `names`.
 
-Two headless nodes in real OS processes on a private port mapper: one runs a
-static topology naming the other, which starts later. `pymesh discovery` must
-show the topology finding and connecting it, and report a node it cannot reach.
+Headless nodes in real OS processes on a private port mapper. `pymesh rpc`
+prints the repr of a value and fails with one line and a non-zero status for a
+down node, a wrong cookie or a remote exception; `pymesh discovery` shows a
+static topology finding and connecting a node that starts later.
 """
 
 from __future__ import annotations
@@ -54,14 +55,54 @@ def _node(env: dict[str, str], name: str, *extra: str) -> subprocess.Popen[str]:
     return proc
 
 
-def _discovery(env: dict[str, str], node: str) -> subprocess.CompletedProcess[str]:
+def _pymesh(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pymesh", "discovery", node],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
+        [sys.executable, "-m", "pymesh", *argv], env=env, capture_output=True, text=True, timeout=30
     )
+
+
+def _discovery(env: dict[str, str], node: str) -> subprocess.CompletedProcess[str]:
+    return _pymesh(env, "discovery", node)
+
+
+def _stop(procs: list[subprocess.Popen[str]]) -> None:
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def test_rpc_prints_values_and_fails_with_one_line(env: dict[str, str]) -> None:
+    name = f"rpc{os.getpid()}"
+    node = f"{name}@{HOST}"
+    procs = [_node(env, name)]
+    try:
+        ok = _pymesh(env, "rpc", node, "(Node.self(), Node.list(), 6 * 7)")
+        assert ok.returncode == 0, ok.stderr
+        assert ok.stdout.strip() == f"('{node}', [], 42)"  # the rpc node itself is hidden
+        awaited = _pymesh(env, "rpc", name, "await Node.ping(Node.self())")  # short name, awaitable
+        assert awaited.stdout.strip() == "'pong'"
+        listed = _pymesh(env, "names")
+        assert f"name {name} at port" in listed.stdout
+        for argv, needle in [
+            (("rpc", node, "1/0"), "ZeroDivisionError"),
+            (("rpc", node, "1", "--cookie", "wrong"), "cannot connect"),
+            (("rpc", f"nosuch{os.getpid()}@{HOST}", "1"), "cannot connect"),
+            (("rpc", node, "def broken("), "SyntaxError"),
+        ]:
+            bad = _pymesh(env, *argv)
+            assert bad.returncode == 1, (argv, bad.stdout, bad.stderr)
+            lines = [line for line in bad.stderr.splitlines() if line.startswith("pymesh rpc:")]
+            assert len(lines) == 1 and needle in lines[0], (argv, bad.stderr)
+        # the node survived every failure
+        again = _pymesh(env, "rpc", node, "Node.self()")
+        assert again.stdout.strip() == repr(node)
+    finally:
+        _stop(procs)
 
 
 def test_discovery_command_shows_the_topology_state(env: dict[str, str], tmp_path: Path) -> None:
@@ -88,14 +129,7 @@ def test_discovery_command_shows_the_topology_state(env: dict[str, str], tmp_pat
         assert f"found:      {b}@{HOST}" in after.stdout
         assert f"connected:  {b}@{HOST}" in after.stdout, after.stdout
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        _stop(procs)
 
 
 def test_discovery_command_on_a_down_node_fails_with_one_line(env: dict[str, str]) -> None:
