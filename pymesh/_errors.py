@@ -31,6 +31,7 @@ __all__ = [
     "NotAlive",
     "NameTaken",
     "EpmdError",
+    "WouldBlock",
     "ProcessError",
     "NoProcess",
     "NotAProcess",
@@ -109,6 +110,18 @@ class NameTaken(NodeError):
 
 class EpmdError(NodeError):
     """The port mapper could not be reached or answered with an error."""
+
+
+class WouldBlock(PymeshError):
+    """``send_nowait`` found the connection to ``node`` busy: more than its
+    ``dist_buf_busy_limit`` of bytes is queued for the peer, where the BEAM
+    would suspend the sender. Nothing was sent; ``await send_wait(...)``
+    waits instead."""
+
+    def __init__(self, node: str, queued: int) -> None:
+        super().__init__(f"the connection to {node} is busy ({queued} bytes queued)")
+        self.node = node
+        self.queued = queued
 
 
 class ConfigError(PymeshError, ValueError):

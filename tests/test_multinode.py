@@ -33,6 +33,7 @@ from support.nodeproc import NodeProc, RemoteFailure, stop_process
 
 import pymesh
 from pymesh import (
+    ReceiveTimeout,
     ANY,
     CallExit,
     CallTimeout,
@@ -184,6 +185,21 @@ async def connected(node: NodeProc | None, expected: list[str], kind: str = "vis
 
 
 # --- connecting ----------------------------------------------------------------------------------
+
+
+def test_monitoring_an_unreachable_node_delivers_nodedown(cluster: Cluster) -> None:
+    """Erlang's monitor_node/2: the node is dialed; a failed dial is a nodedown."""
+
+    async def scenario() -> None:
+        async with local_node() as me:
+            ghost = f"{unique('ghost')}@{me.partition('@')[2]}"
+            Node.monitor(ghost)
+            assert await receive(("nodedown", ghost), timeout=10) == ("nodedown", ghost)
+            Node.monitor(me)  # this node itself: never fires
+            with pytest.raises(ReceiveTimeout):
+                await receive(("nodedown", me), timeout=0.2)
+
+    run(scenario)
 
 
 def test_connect_and_list_on_both_sides(cluster: Cluster) -> None:

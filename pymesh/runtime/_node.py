@@ -876,21 +876,24 @@ class Node:
 
     @staticmethod
     def monitor(node: str, flag: bool = True) -> None:
-        """The caller gets ``("nodedown", node)`` once when ``node`` goes down
-        (at once if it is not connected). ``flag=False`` removes it."""
+        """The caller gets ``("nodedown", node)`` once when ``node`` goes down.
+
+        As Erlang's ``monitor_node/2``: a node that is not connected is dialed,
+        and the message comes as soon as that fails. ``flag=False`` removes
+        one such monitor. Monitoring this node itself never fires.
+        """
         dist = current_distribution()
         me = P.self()
+        if node == dist.name:
+            return
         watchers = dist.node_watches.setdefault(node, [])
         if not flag:
             if me in watchers:
                 watchers.remove(me)
             return
-        conn = dist.conns.get(node)
-        if conn is None or not conn.up:
-            if conn is None:
-                P.send(me, ("nodedown", node))
-                return
         watchers.append(me)
+        if node not in dist.conns:
+            dist.conn_for(node)  # a failed dial delivers the nodedown
 
     @staticmethod
     def monitor_nodes(flag: bool = True, *, reasons: bool = False, node_type: str = "visible") -> None:
