@@ -58,6 +58,7 @@ from ._errors import (
     RemoteProtocolError,
     SpawnError,
     UnknownRegistry,
+    WouldBlock,
 )
 from .runtime._connection import ConnectionStats
 from .runtime._genserver import NOREPLY, GenServer, call, cast, reply
@@ -84,6 +85,8 @@ from .runtime._process import (
     registered,
     self,
     send,
+    send_nowait,
+    send_wait,
     spawn,
     spawn_link,
     spawn_monitor,
@@ -94,6 +97,7 @@ from .runtime._process import (
 )
 from .runtime._rpc import RpcError, evaluate, rpc_call, rpc_eval, set_eval_namespace
 from .runtime._supervisor import ChildSpec, Supervisor
+from .runtime._tls import TLSConfig
 from .services import (
     PG,
     DistributedChildSpec,
@@ -107,6 +111,7 @@ from .services import (
     UniformDistribution,
     UniformQuorumDistribution,
 )
+from .wire._terms import DecodeLimits
 from .wire._types import Pid, Ref, RemoteError
 
 __version__ = "0.1.0"
@@ -119,12 +124,16 @@ __all__ = [
     "stop",
     "Node",
     "ConnectionStats",
+    "TLSConfig",
+    "DecodeLimits",
     # processes
     "spawn",
     "spawn_link",
     "spawn_monitor",
     "self",
     "send",
+    "send_wait",
+    "send_nowait",
     "receive",
     "flush_mailbox",
     "register",
@@ -191,6 +200,7 @@ __all__ = [
     "NotAlive",
     "NameTaken",
     "EpmdError",
+    "WouldBlock",
     "ConfigError",
     "ProcessError",
     "NotAProcess",

@@ -27,6 +27,7 @@ from pymesh.epmd import default_epmd_port
 from pymesh import set_eval_namespace
 
 from ._eval import install_interrupt_handler
+from ._node_commands import dist_options
 from ._namespace import shell_namespace
 from ._peers import Peers
 
@@ -148,6 +149,7 @@ class NodeHost:
             "tick_time": a.tick_time,
             "connect_all": a.connect_all,
             "epmd_extra": ssh_advertisement(self.ssh.port) if self.ssh is not None else b"",
+            **dist_options(a),
         }
 
     async def start_node(self, name: str, **options: Any) -> str:

@@ -28,7 +28,10 @@ from pymesh import Node, RpcError
 
 __all__ = [
     "add_node_flags",
+    "add_tls_flags",
     "node_options",
+    "dist_options",
+    "export_tls_env",
     "configure_run",
     "run_node",
     "configure_rpc",
@@ -36,6 +39,56 @@ __all__ = [
     "configure_discovery",
     "run_discovery",
 ]
+
+
+def _size(text: str) -> int:
+    """``8388608``, ``8M``, ``512K``, ``1G`` (powers of 1024) -> bytes."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    try:
+        n = int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size in bytes: {text!r} (e.g. 8388608, 8M, 512K)") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"a size must be positive, not {text!r}")
+    return n
+
+
+def add_tls_flags(parser: argparse.ArgumentParser) -> None:
+    """The TLS flags of every command that speaks distribution (see ``pymesh.TLSConfig``)."""
+    tls = parser.add_argument_group("TLS distribution (all three files, or none; default: $PYMESH_TLS_*)")
+    tls.add_argument("--tls-cert", metavar="PEM", default=None, help="this node's certificate (chain)")
+    tls.add_argument("--tls-key", metavar="PEM", default=None, help="the certificate's private key")
+    tls.add_argument("--tls-ca", metavar="PEM", default=None, help="the CA that signs every node's certificate")
+    tls.add_argument(
+        "--tls-no-verify-hostname",
+        action="store_true",
+        help="do not check that a dialed node's certificate names the host of its node name",
+    )
+
+
+def dist_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments for ``pymesh.start`` from ``--dist-buf-busy-limit``, if given."""
+    limit = getattr(args, "dist_buf_busy_limit", None)
+    return {} if limit is None else {"dist_buf_busy_limit": limit}
+
+
+def export_tls_env(args: argparse.Namespace) -> None:
+    """Put :func:`add_tls_flags`' values in ``$PYMESH_TLS_*``.
+
+    That is where ``pymesh.start`` looks when it is given no ``tls=`` (as it
+    looks for the cookie in ``$PYMESH_COOKIE``), so one call serves every way a
+    command starts a node — ``Node.start`` typed at the shell, the pane of
+    ``tui``, the child processes of ``bench`` and ``peer()``, which inherit it:
+    the peers of a TLS node speak TLS too. ``pymesh.start`` raises
+    ``ConfigError`` when only some of the three files are given.
+    """
+    for flag, var in (("tls_cert", "PYMESH_TLS_CERT"), ("tls_key", "PYMESH_TLS_KEY"), ("tls_ca", "PYMESH_TLS_CA")):
+        value = getattr(args, flag, None)
+        if value:
+            os.environ[var] = os.path.abspath(value)
+    if getattr(args, "tls_no_verify_hostname", False):
+        os.environ["PYMESH_TLS_VERIFY_HOSTNAME"] = "0"
 
 
 def add_node_flags(parser: argparse.ArgumentParser, *, name_required: bool = True) -> None:
@@ -64,6 +117,14 @@ def add_node_flags(parser: argparse.ArgumentParser, *, name_required: bool = Tru
     parser.add_argument(
         "--authorized-keys", default=None, metavar="FILE", help="public keys allowed over SSH (default: <config dir>/pymesh/authorized_keys)"
     )
+    parser.add_argument(
+        "--dist-buf-busy-limit",
+        type=_size,
+        default=None,
+        metavar="BYTES",
+        help="bytes queued for one peer before its connection is busy (default 8M; as erl +zdbbl)",
+    )
+    add_tls_flags(parser)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
 
 
@@ -81,6 +142,7 @@ def node_options(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         "longnames": longnames,
         "tick_time": args.tick_time,
         "connect_all": args.connect_all,
+        **dist_options(args),
     }
 
 
@@ -150,6 +212,7 @@ def configure_rpc(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cookie", help="cookie (default: $PYMESH_COOKIE or the cookie file)")
     parser.add_argument("--epmd-port", type=int, default=None, help="port mapper port")
     parser.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the answer (default 15)")
+    add_tls_flags(parser)
 
 
 async def _as_hidden_node(
@@ -169,6 +232,7 @@ async def _as_hidden_node(
         hidden=True,
         epmd_port=args.epmd_port,
         connect_all=False,
+        **dist_options(args),
     )
     try:
         if not await Node.connect(args.node, timeout=min(args.timeout, 10.0)):
@@ -214,6 +278,7 @@ def configure_discovery(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cookie", help="cookie (default: $PYMESH_COOKIE or the cookie file)")
     parser.add_argument("--epmd-port", type=int, default=None, help="port mapper port")
     parser.add_argument("--timeout", type=float, default=15.0, help="seconds to wait (default 15)")
+    add_tls_flags(parser)
 
 
 _STATES_EXPR = (

@@ -32,7 +32,16 @@ from pymesh.epmd import EpmdServer, default_epmd_port, names, serve_forever
 from pymesh.tui.cli import configure_tui, run_tui
 
 from ._bench import configure_bench, run_bench
-from ._node_commands import configure_discovery, configure_rpc, configure_run, run_discovery, run_node, run_rpc
+from ._node_commands import (
+    add_tls_flags,
+    configure_discovery,
+    configure_rpc,
+    configure_run,
+    export_tls_env,
+    run_discovery,
+    run_node,
+    run_rpc,
+)
 from ._commands import configure_remsh, configure_shell, run_remsh, run_shell
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
@@ -123,16 +132,26 @@ def _run_names(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_tls_flags(command: Command) -> Command:
+    """``command`` taking the TLS flags too (see :func:`main`)."""
+
+    def configure(parser: argparse.ArgumentParser) -> None:
+        command.configure(parser)
+        add_tls_flags(parser)
+
+    return Command(command.help, configure, command.run)
+
+
 COMMANDS: dict[str, Command] = {
     "run": Command("run a headless node until SIGTERM/SIGINT", configure_run, run_node),
     "rpc": Command("evaluate a Python expression on a running node", configure_rpc, run_rpc),
     "shell": Command("an interactive shell on a node (like iex)", configure_shell, run_shell),
     "remsh": Command("attach to a node's shell over SSH (like iex --remsh)", configure_remsh, run_remsh),
-    "bench": Command("measure the core runtime between two OS processes", configure_bench, run_bench),
+    "bench": _with_tls_flags(Command("measure the core runtime between two OS processes", configure_bench, run_bench)),
     "epmd": Command("run the port mapper in the foreground", _configure_epmd, _run_epmd),
     "discovery": Command("show a node's discovery topologies: last poll, nodes found, errors", configure_discovery, run_discovery),
     "names": Command("list the node names registered with a port mapper", _configure_names, _run_names),
-    "tui": Command("attach the live pane to a running node, as a hidden node", configure_tui, run_tui),
+    "tui": _with_tls_flags(Command("attach the live pane to a running node, as a hidden node", configure_tui, run_tui)),
 }
 
 
@@ -151,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        export_tls_env(args)  # --tls-* reach every pymesh.start of the command, and its child nodes
         status: int = args.run(args)
     except PymeshError as exc:
         print(f"pymesh {args.command}: {exc}", file=sys.stderr)

@@ -13,6 +13,16 @@ Two classes, two jobs:
   channels that try to establish it (an outgoing dial, an incoming accept, both
   at once when two nodes connect simultaneously) and queues messages sent while
   it is still connecting, as the BEAM does.
+
+Backpressure, as the BEAM's ``dist_buf_busy_limit``: a connection is *busy*
+while more than its limit of bytes waits to leave — written to the transport
+but not yet taken by the kernel (the transport tells us with
+``pause_writing``/``resume_writing``), plus the coalescing batch (at most
+``FLUSH_AT``), or, while connecting, queued for the handshake to finish.
+``send_wait`` waits while a connection is busy, ``send_nowait`` raises
+:class:`~pymesh.WouldBlock`; plain ``send`` cannot wait (it is not async), so
+it queues on and is counted in ``ConnectionStats.busy_sends``, with a warning
+at most every 10 s per connection.
 """
 
 from __future__ import annotations
@@ -25,18 +35,32 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import RemoteProtocolError
-from ..wire._protocol import Connected, DistProtocol, PeerNamed, Refused, Role, State
+from ..wire._protocol import Connected, DistProtocol, PeerNamed, Refused, Role, State, refusal
+from ._loop import kick
 
 if TYPE_CHECKING:
     from ._node import Distribution
     from ._trace import Tracer
 
-__all__ = ["Channel", "Connection", "ConnectionStats", "FLUSH_AT"]
+__all__ = ["Channel", "Connection", "ConnectionStats", "FLUSH_AT", "DEFAULT_BUSY_LIMIT"]
 
 log = logging.getLogger("pymesh.dist")
 
 #: Flush a batch immediately once it holds this many bytes.
 FLUSH_AT = 256 * 1024
+
+#: Bytes queued for one peer beyond which its connection is busy, unless
+#: ``start(dist_buf_busy_limit=...)`` says otherwise. Erlang's ``+zdbbl`` defaults
+#: to 1 MiB; a pymesh flush alone may carry 256 KiB, hence more headroom.
+DEFAULT_BUSY_LIMIT = 8 * 1024 * 1024
+
+_BUSY_WARN_EVERY = 10.0  # seconds between two "busy" warnings of one connection
+
+
+def high_water(limit: int) -> int:
+    """The transport write-buffer size that makes a connection with ``limit`` busy:
+    the limit less the largest coalescing batch that can come on top of it."""
+    return max(limit - FLUSH_AT, limit // 2, 1)
 
 #: The message tracer while someone watches (see :mod:`pymesh.runtime._trace`),
 #: else None: the hot paths below pay one ``is not None`` check for it.
@@ -58,10 +82,15 @@ class ConnectionStats:
     bytes_out: int
     queued_bytes: int  # encoded, not yet written to the socket
     write_buffer: int  # written to the transport, not yet on the wire
+    busy: bool = False  # over busy_limit: send_wait waits, send_nowait raises
+    busy_limit: int = DEFAULT_BUSY_LIMIT
+    busy_sends: int = 0  # plain sends queued while busy
 
 
 class Channel(asyncio.Protocol):
     """One TCP connection, handshaking or carrying a node connection."""
+
+    plain = True  # not TLS (see pymesh.runtime._tls.TlsChannel)
 
     def __init__(self, dist: Distribution, role: Role, peer: str | None = None) -> None:
         self.dist = dist
@@ -73,11 +102,15 @@ class Channel(asyncio.Protocol):
             creation=dist.creation,
             peer=peer,
             max_frame=dist.max_frame,
+            limits=dist.decode_limits,
         )
         self.transport: asyncio.Transport | None = None
         self.conn: Connection | None = None  # set once the handshake completes
         self.peer = peer
         self.address: str | None = None
+        self.host: str | None = None  # the peer's IP address
+        self.pending = False  # an accepted handshake the guard counts
+        self.paused = False  # the transport holds more than the busy limit
         self.close_reason: str | None = None
         self.flush_scheduled = False
         self.last_recv = 0.0
@@ -100,6 +133,13 @@ class Channel(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peername = transport.get_extra_info("peername")
         self.address = f"{peername[0]}:{peername[1]}" if peername else None
+        self.host = str(peername[0]) if peername else None
+        if self.proto.role is Role.ACCEPTOR and not self.dist.admit(self):
+            self.close_reason = "refused"
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        high = self.dist.busy_high_water
+        transport.set_write_buffer_limits(high=high, low=high // 2)  # type: ignore[attr-defined]
         self.last_recv = self._loop.time()
         self._handshake_timer = self._loop.call_later(self.dist.handshake_timeout, self._handshake_expired)
         self.dist.channel_opened(self)
@@ -107,11 +147,15 @@ class Channel(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_recv = self._loop.time()
+        kick()  # keep polling a while: the next message is likely close behind (see _loop)
         self.bytes_in += len(data)
         try:
             events = self.proto.receive_data(data)
         except RemoteProtocolError as e:
-            self.fail("protocol_error", f"{type(e).__name__}: {e}")
+            if self.plain and self.bytes_in == len(data) and data[:1] == b"\x16" and self.proto.role is Role.ACCEPTOR:
+                self._refuse_tls()
+            else:
+                self.fail("protocol_error", f"{type(e).__name__}: {e}")
             return
         conn = self.conn
         if conn is not None and events:
@@ -140,6 +184,16 @@ class Channel(asyncio.Protocol):
         except RemoteProtocolError as e:
             log.warning("node=%s conn=%s: %s", self.peer, self.address, e)
         return False  # close the transport
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        log.debug("node=%s conn=%s: busy (%d bytes buffered)", self.peer, self.address, self.write_buffer)
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        conn = self.conn
+        if conn is not None and conn.drain_waiters:
+            conn.wake_drained()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._handshake_timer is not None:
@@ -170,6 +224,17 @@ class Channel(asyncio.Protocol):
         self.close_reason = f"refused:{event.status}"
         self.dist.channel_refused(self, event)
         self.close()
+
+    def _refuse_tls(self) -> None:
+        # A TLS node dialing a plain one: its ClientHello broke the framing. Answer
+        # in plain pymesh, which the TLS channel recognises as "not TLS".
+        self.close_reason = "protocol_error"
+        log.warning(
+            "node=? conn=%s closed: refused a TLS connection: this node does not use TLS distribution", self.address
+        )
+        if self.transport is not None:
+            self.transport.write(refusal("this node does not use TLS distribution"))
+            self.transport.close()
 
     def _handshake_expired(self) -> None:
         self._handshake_timer = None
@@ -237,10 +302,14 @@ class Connection:
         "since",
         "msgs_out",
         "dispatch",
+        "busy_limit",
+        "busy_sends",
+        "drain_waiters",
+        "_busy_warned",
         "__weakref__",
     )
 
-    def __init__(self, node: str) -> None:
+    def __init__(self, node: str, busy_limit: int = DEFAULT_BUSY_LIMIT) -> None:
         self.node = node
         self.channel: Channel | None = None  # the channel carrying traffic, once up
         self.attempt: Channel | None = None  # our outgoing channel while handshaking
@@ -254,10 +323,59 @@ class Connection:
         self.since: float | None = None
         self.msgs_out = 0
         self.dispatch: Any = None  # set by the Distribution when the connection comes up
+        self.busy_limit = busy_limit
+        self.busy_sends = 0
+        self.drain_waiters: list[asyncio.Future[None]] = []
+        self._busy_warned = -_BUSY_WARN_EVERY
 
     @property
     def up(self) -> bool:
         return self.channel is not None
+
+    @property
+    def busy(self) -> bool:
+        """More than ``busy_limit`` bytes wait to leave (see the module doc)."""
+        ch = self.channel
+        if ch is None:
+            return self.queued_bytes >= self.busy_limit
+        return ch.paused
+
+    @property
+    def backlog(self) -> int:
+        """Bytes waiting to leave: the batch and the transport's buffer, or the
+        queue of a connection still being set up."""
+        ch = self.channel
+        if ch is None:
+            return self.queued_bytes
+        return ch.proto.pending_bytes + ch.write_buffer
+
+    async def wait_drained(self) -> None:
+        """Return once this connection is not busy, or is gone."""
+        while self.busy and (self.channel is not None or self.dialing or self.attempt or self.incoming):
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.drain_waiters.append(fut)
+            await fut
+
+    def wake_drained(self) -> None:
+        """Wake every ``wait_drained`` (each checks again whether it may go on)."""
+        waiters, self.drain_waiters = self.drain_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def _busy_send(self) -> None:
+        self.busy_sends += 1
+        now = time.monotonic()
+        if now - self._busy_warned >= _BUSY_WARN_EVERY:
+            self._busy_warned = now
+            log.warning(
+                "node=%s: connection busy (%d bytes queued, limit %d): send() queues on regardless; "
+                "send_wait() would wait, send_nowait() refuse (%d sends queued while busy so far)",
+                self.node,
+                self.backlog,
+                self.busy_limit,
+                self.busy_sends,
+            )
 
     def out(self, data: bytes) -> None:
         """Queue one encoded control message for this node."""
@@ -266,6 +384,8 @@ class Connection:
         if tracer is not None:
             tracer.outgoing(self.node, data)
         if ch is not None:
+            if ch.paused:
+                self._busy_send()
             ch.proto.send_encoded(data)
             if ch.flush_scheduled:
                 if ch.proto.pending_bytes >= FLUSH_AT:
@@ -278,6 +398,8 @@ class Connection:
             ch.flush_scheduled = True
             ch._loop.call_soon(ch.flush)
         else:
+            if self.queued_bytes >= self.busy_limit:
+                self._busy_send()
             self.queued.append(data)
             self.queued_bytes += len(data)
 
@@ -295,6 +417,9 @@ class Connection:
             bytes_out=ch.bytes_out if ch is not None else 0,
             queued_bytes=(ch.proto.pending_bytes if ch is not None else self.queued_bytes),
             write_buffer=ch.write_buffer if ch is not None else 0,
+            busy=self.busy,
+            busy_limit=self.busy_limit,
+            busy_sends=self.busy_sends,
         )
 
     def resolve_waiters(self, ok: bool) -> None:

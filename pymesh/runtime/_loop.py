@@ -3,6 +3,15 @@
 uvloop is a dependency because it roughly halves the per-message cost of the
 socket path (see the README's performance section); ``PYMESH_LOOP=asyncio``
 forces the standard loop, e.g. to compare or to debug.
+
+Busy waiting, as the BEAM's schedulers do (``+sbwt``): once a node has
+received data from a peer, its event loop keeps *polling* its sockets, with a
+zero timeout, for :data:`BUSY_WAIT` seconds instead of going to sleep in
+``epoll_wait`` at once. A reply that comes back within that window is picked
+up without the wake-up of a sleeping thread, which on a virtualised kernel
+costs more than the whole rest of a round trip. The price is CPU time: up to
+one window of spinning after the last message, nothing once the node is idle.
+``PYMESH_BUSY_WAIT_US=N`` sets the window in microseconds; ``0`` turns it off.
 """
 
 from __future__ import annotations
@@ -10,16 +19,68 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["run", "loop_name", "tune_gc"]
+__all__ = ["run", "loop_name", "tune_gc", "kick", "BUSY_WAIT"]
 
 #: The cyclic GC's generation-0 threshold pymesh sets (Python's default is 700).
 GC_THRESHOLD = 50_000
 _tuned = False
 
 T = TypeVar("T")
+
+#: Seconds the loop keeps polling after the last data from a peer (see the module doc).
+BUSY_WAIT = int(os.environ.get("PYMESH_BUSY_WAIT_US", "200")) / 1e6
+
+
+class _Spinner:
+    """Keeps one callback re-queued while data came recently, so that the loop
+    polls with a zero timeout instead of sleeping."""
+
+    __slots__ = ("kicked", "loop", "until", "since")
+
+    def __init__(self) -> None:
+        self.kicked = False
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop it spins on, while it does
+        self.until = 0.0
+        self.since = 0.0
+
+    def spin(self) -> None:
+        now = time.monotonic()
+        if self.kicked:
+            self.kicked = False
+            self.until = now + BUSY_WAIT
+            self.since = now
+        loop = self.loop
+        if now < self.until and loop is not None:
+            if now - self.since > _YIELD_AFTER:
+                # Spinning this long, give the core away between polls: with more
+                # spinning nodes than cores, the one whose data is ready must not
+                # wait out another's time slice.
+                _yield()
+            loop.call_soon(self.spin)
+        else:
+            self.loop = None
+
+
+_spinner = _Spinner()
+_yield = getattr(os, "sched_yield", lambda: None)
+_YIELD_AFTER = float(os.environ.get("PYMESH_BUSY_YIELD_US", "20")) / 1e6
+
+
+def kick() -> None:
+    """Data came in: keep polling for :data:`BUSY_WAIT` seconds (the network
+    layer calls this for every chunk it receives; cheap when spinning)."""
+    s = _spinner
+    s.kicked = True
+    loop = s.loop
+    if loop is not None and not loop.is_closed():
+        return
+    if BUSY_WAIT > 0:
+        s.loop = loop = asyncio.get_running_loop()
+        loop.call_soon(s.spin)
 
 
 def loop_name() -> str:

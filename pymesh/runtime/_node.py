@@ -23,11 +23,12 @@ import asyncio
 import importlib
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from .._errors import EncodeError, NodeError, NotAlive, RemoteProtocolError, SpawnError
+from .._errors import ConfigError, EncodeError, NodeError, NotAlive, RemoteProtocolError, SpawnError
 from ..wire import _terms
 from ..wire._control import (
     DEMONITOR,
@@ -46,15 +47,18 @@ from ..wire._control import (
     UNLINK,
 )
 from ..wire._frames import DEFAULT_MAX_FRAME
-from ..wire._protocol import FLAG_HIDDEN, Connected, PeerNamed, Refused, Role
+from ..wire._protocol import FLAG_HIDDEN, Connected, PeerNamed, Refused, Role, brief
+from ..wire._terms import DecodeLimits
 from ..wire._types import NO_NODE, Pid, Ref
 from . import _epmd
 from . import _process as P
 from . import _rpc
 from . import _trace
 from ._loop import tune_gc
-from ._connection import Channel, Connection, ConnectionStats
+from ._connection import DEFAULT_BUSY_LIMIT, Channel, Connection, ConnectionStats, high_water
 from ._cookie import resolve_cookie
+from ._guard import DEFAULT_MAX_FAILURES, DEFAULT_MAX_PENDING, HandshakeGuard
+from ._tls import SSLContexts, TLSConfig, TlsChannel, contexts
 
 __all__ = ["Distribution", "Node", "start", "stop", "current_distribution", "start_hooks"]
 
@@ -95,6 +99,10 @@ class Distribution:
         epmd_port: int,
         max_frame: int,
         handshake_timeout: float,
+        tls: SSLContexts | None = None,
+        busy_limit: int = DEFAULT_BUSY_LIMIT,
+        decode_limits: DecodeLimits | None = None,
+        guard: HandshakeGuard | None = None,
     ) -> None:
         self.name = name
         self.cookie = cookie
@@ -105,6 +113,12 @@ class Distribution:
         self.epmd_port = epmd_port
         self.max_frame = max_frame
         self.handshake_timeout = handshake_timeout
+        self.tls = tls  # (server, client) SSL contexts; None for plain TCP
+        self.channel_class: type[Channel] = TlsChannel if tls is not None else Channel
+        self.busy_limit = busy_limit
+        self.busy_high_water = high_water(busy_limit)
+        self.decode_limits = decode_limits or DecodeLimits.for_frame(max_frame)
+        self.guard = guard or HandshakeGuard()
         self.creation = 0
         self.port = 0
         self.conns: dict[str, Connection] = {}
@@ -144,7 +158,7 @@ class Distribution:
 
     async def listen(self, port: int, host: str) -> None:
         self._server = await self._loop.create_server(
-            lambda: Channel(self, Role.ACCEPTOR), host=host, port=port, reuse_address=True
+            lambda: self.channel_class(self, Role.ACCEPTOR), host=host, port=port, reuse_address=True
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -188,7 +202,7 @@ class Distribution:
 
     def send(self, to: Pid, msg: Any) -> None:
         conn = self.conns.get(to.node) or self.conn_for(to.node)
-        conn.out(_terms.encode([SEND, to, msg]))
+        conn.out(_terms.encode_send(to, msg))  # encode([SEND, to, msg]), without the list
 
     def reg_send(self, frm: Pid | None, name: str, node: str, msg: Any) -> None:
         conn = self.conns.get(node) or self.conn_for(node)
@@ -225,17 +239,34 @@ class Distribution:
         if watcher.node in self.conns:
             self._control(watcher.node, [DOWN, obj, watcher, ref, reason])
 
+    def busy(self, node: str) -> int:
+        """The bytes queued for ``node`` when its connection is busy, else 0."""
+        conn = self.conns.get(node)
+        if conn is None or not conn.busy:
+            return 0
+        return max(conn.backlog, 1)
+
+    async def wait_not_busy(self, node: str) -> None:
+        """Return once the connection to ``node`` is not busy (or is gone)."""
+        conn = self.conns.get(node)
+        if conn is not None:
+            await conn.wait_drained()
+
     def send_service(self, node: str, service: str, payload: Any) -> None:
         """Send ``payload`` to the ``service`` handler on ``node`` (connecting on demand)."""
         self.conn_for(node).out(_terms.encode([SERVICE, service, payload]))
 
     # --- connecting ----------------------------------------------------------------
 
+    def _new_connection(self, node: str) -> Connection:
+        conn = Connection(node, self.busy_limit)
+        conn.dispatch = self._dispatcher(conn)
+        return conn
+
     def _dial(self, node: str) -> Connection:
         if node == self.name:
             raise NodeError(f"{node} is this node")
-        conn = Connection(node)
-        conn.dispatch = self._dispatcher(conn)
+        conn = self._new_connection(node)
         conn.dialing = True
         self.conns[node] = conn
         self.known.add(node)
@@ -257,7 +288,7 @@ class Distribution:
             if not conn.dialing or self.conns.get(node) is not conn:
                 return  # a simultaneous incoming connection won meanwhile
             _, ch = await self._loop.create_connection(
-                lambda: Channel(self, Role.INITIATOR, node), addr, entry.port
+                lambda: self.channel_class(self, Role.INITIATOR, node), addr, entry.port
             )
             if not conn.dialing or self.conns.get(node) is not conn:
                 ch.close()
@@ -277,7 +308,9 @@ class Distribution:
         if self.conns.get(conn.node) is conn:
             del self.conns[conn.node]
         conn.queued.clear()
+        conn.queued_bytes = 0
         conn.resolve_waiters(False)
+        conn.wake_drained()
         self.down_reasons[conn.node] = reason
         self._node_lost(conn.node, reason, hidden=False, was_up=False)
 
@@ -314,6 +347,16 @@ class Distribution:
 
     # --- channel callbacks ------------------------------------------------------
 
+    def admit(self, ch: Channel) -> bool:
+        """Whether an accepted connection may handshake (see :mod:`._guard`)."""
+        verdict = self.guard.admit(ch.host or "?", self._loop.time())
+        if verdict.ok:
+            ch.pending = True
+            return True
+        if verdict.warn:
+            log.warning("node=? conn=%s refused at once: %s", ch.address, verdict.reason)
+        return False
+
     def channel_opened(self, ch: Channel) -> None:
         self.channels.add(ch)
 
@@ -329,8 +372,7 @@ class Distribution:
         if conn is None:
             # Record the pending accept, so that a send or dial of ours meanwhile
             # waits for this handshake instead of racing it with a second one.
-            conn = Connection(name)
-            conn.dispatch = self._dispatcher(conn)
+            conn = self._new_connection(name)
             conn.incoming = ch
             self.conns[name] = conn
             self.known.add(name)
@@ -382,8 +424,7 @@ class Distribution:
             old.close()
             conn = None
         if conn is None:
-            conn = Connection(node)
-            conn.dispatch = self._dispatcher(conn)
+            conn = self._new_connection(node)
             self.conns[node] = conn
         if conn.attempt is not None and conn.attempt is not ch:
             conn.attempt.close_reason = "simultaneous"
@@ -402,6 +443,9 @@ class Distribution:
             ch.proto.send_encoded(data)
         conn.queued.clear()
         conn.queued_bytes = 0
+        if ch.pending:
+            ch.pending = False
+            self.guard.settled()
         info = {"node_type": "hidden" if conn.hidden else "visible"}
         log.info("node=%s conn=%s: up (%s)", node, ch.address, info["node_type"])
         self._notify_monitors("nodeup", node, info, conn.hidden)
@@ -415,9 +459,21 @@ class Distribution:
             ch.proto.send_control([NODES, peers])
         ch.schedule_flush()
         conn.resolve_waiters(True)
+        conn.wake_drained()
 
     def channel_lost(self, ch: Channel, reason: str, exc: Exception | None) -> None:
         self.channels.discard(ch)
+        if ch.pending:
+            ch.pending = False
+            self.guard.settled()
+            if reason in ("protocol_error", "handshake_timeout") and ch.host is not None:
+                if self.guard.failed(ch.host, self._loop.time()):
+                    log.warning(
+                        "node=%s conn=%s: too many failed handshakes from %s; refusing it for a while",
+                        ch.peer or "?",
+                        ch.address,
+                        ch.host,
+                    )
         conn = ch.conn
         if conn is not None and conn.channel is ch:
             self._conn_down(conn, reason)
@@ -440,6 +496,7 @@ class Distribution:
         if self.conns.get(node) is conn:
             del self.conns[node]
         conn.channel = None
+        conn.wake_drained()
         self.down_reasons[node] = reason
         log.info("node=%s: down (%s)", node, reason)
         self._node_lost(node, reason, conn.hidden, was_up=True)
@@ -502,7 +559,7 @@ class Distribution:
                     if op == SEND:
                         to = m[1]
                         if type(to) is not Pid:
-                            raise RemoteProtocolError(f"SEND to a non-pid {to!r}")
+                            raise RemoteProtocolError(f"SEND to a non-pid {brief(to)}")
                         proc = procs.get(to.id)
                         if proc is not None and to.creation == rt.creation and to.node == rt.node:
                             deliver(proc, m[2])
@@ -514,8 +571,8 @@ class Distribution:
                         handlers[op](conn, m)
             except RemoteProtocolError as e:
                 ch.fail("protocol_error", str(e))
-            except (TypeError, ValueError, AttributeError, KeyError) as e:
-                ch.fail("protocol_error", f"malformed control message: {type(e).__name__}: {e}")
+            except (TypeError, ValueError, AttributeError, KeyError, RecursionError) as e:
+                ch.fail("protocol_error", f"malformed control message: {type(e).__name__}: {brief(str(e))}")
 
         return dispatch
 
@@ -531,7 +588,7 @@ class Distribution:
     def _pids(*values: Any) -> None:
         for v in values:
             if type(v) is not Pid:
-                raise RemoteProtocolError(f"expected a pid, got {v!r}")
+                raise RemoteProtocolError(f"expected a pid, got {brief(v)}")
 
     def _on_link(self, conn: Connection, m: list[Any]) -> None:
         _, frm, to = m
@@ -728,6 +785,12 @@ async def start(
     handshake_timeout: float = 7.0,
     listen_host: str | None = None,
     epmd_extra: bytes = b"",
+    tls: TLSConfig | None = None,
+    ssl_context: ssl.SSLContext | SSLContexts | None = None,
+    dist_buf_busy_limit: int = DEFAULT_BUSY_LIMIT,
+    max_pending_handshakes: int | None = DEFAULT_MAX_PENDING,
+    max_handshake_failures: int | None = DEFAULT_MAX_FAILURES,
+    decode_limits: DecodeLimits | None = None,
 ) -> str:
     """Make this OS process a named node; return its full name (``name@host``).
 
@@ -737,8 +800,23 @@ async def start(
     (≥ 1 s) is how long a silent peer is tolerated before nodedown
     ``net_tick_timeout``.
 
+    Reliability and security options:
+
+    * ``tls=TLSConfig(cert, key, ca)`` — mutual TLS for every distribution
+      connection (see :mod:`pymesh.runtime._tls`); ``ssl_context=`` takes ready
+      contexts instead (one ``PROTOCOL_TLS`` context, or ``(server, client)``).
+    * ``dist_buf_busy_limit`` — bytes queued for one peer (8 MiB by default)
+      beyond which its connection is busy: ``send_wait`` waits, ``send_nowait``
+      raises :class:`WouldBlock`, plain ``send`` queues on and is counted.
+    * ``max_pending_handshakes`` (64) — incoming connections handshaking at
+      once; ``max_handshake_failures`` (20) — failed handshakes per minute one
+      address may make before it is refused at once. None turns either off.
+    * ``decode_limits`` — the largest strings, bytes, lists and dicts a peer's
+      terms may hold (:meth:`DecodeLimits.for_frame` of ``max_frame`` by default).
+
     Raises :class:`NameTaken` when the port mapper already has the name,
-    :class:`EpmdError` when no port mapper can be reached or started, and
+    :class:`EpmdError` when no port mapper can be reached or started,
+    :class:`ConfigError` for unusable TLS files or limits, and
     :class:`NodeError` when this runtime is already a node.
     """
     global _dist
@@ -746,7 +824,10 @@ async def start(
         raise NodeError(f"this runtime is already node {_dist.name}; Node.stop() first")
     if tick_time < 1.0:
         raise NodeError(f"tick_time must be at least 1 s, not {tick_time}")
+    if dist_buf_busy_limit < 1:
+        raise ConfigError(f"dist_buf_busy_limit must be a positive number of bytes, not {dist_buf_busy_limit}")
     full = full_node_name(name, longnames)
+    ssl_contexts = contexts(tls, ssl_context)
     tune_gc()
     epmd_port = _epmd.default_epmd_port(epmd_port)
     dist = Distribution(
@@ -758,6 +839,10 @@ async def start(
         epmd_port=epmd_port,
         max_frame=max_frame,
         handshake_timeout=handshake_timeout,
+        tls=ssl_contexts,
+        busy_limit=dist_buf_busy_limit,
+        decode_limits=decode_limits,
+        guard=HandshakeGuard(max_pending_handshakes, max_handshake_failures),
     )
     await dist.listen(port, listen_host or _listen_host(full))
     try:
@@ -784,7 +869,7 @@ async def start(
         except Exception:
             log.exception("start hook %r failed", hook)
     dist.start_ticker()
-    log.info("node %s up on port %d (creation %d)", full, dist.port, reg.creation)
+    log.info("node %s up on port %d (creation %d%s)", full, dist.port, reg.creation, ", TLS" if dist.tls else "")
     return full
 
 

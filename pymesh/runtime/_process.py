@@ -6,7 +6,14 @@ mailbox, and the BEAM's failure semantics:
 * ``spawn(fn, *args)`` runs ``async def fn`` as a process and returns its pid at
   once. ``send(dest, msg)`` never blocks and never fails for a dead pid (the
   message is dropped, as on the BEAM); it raises :class:`~pymesh.NoProcess` only
-  for an unknown *local name*, which is a programming error.
+  for an unknown *local name*, which is a programming error. Where the BEAM
+  would suspend a sender because the connection to the destination's node is
+  busy, ``await send_wait(dest, msg)`` waits and ``send_nowait(dest, msg)``
+  raises :class:`~pymesh.WouldBlock`; plain ``send`` queues on.
+* ``process_flag("max_mailbox", n)`` bounds a process's mailbox: the message
+  that would make it hold more than ``n`` kills the process with reason
+  ``"mailbox_overflow"`` (as Erlang's ``max_heap_size`` kills), freeing the
+  mailbox; links and monitors see that reason, a supervisor restarts it.
 * ``await receive(pattern, timeout=...)`` takes the first message that matches;
   the others stay in the mailbox, in order. On timeout it raises
   :class:`~pymesh.ReceiveTimeout`.
@@ -43,7 +50,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from .._errors import BadName, NoProcess, NotAProcess, ReceiveTimeout
+from .._errors import BadName, NoProcess, NotAProcess, ReceiveTimeout, WouldBlock
 from ..wire._types import NO_NODE, Pid, Ref
 from ._pattern import compile_pattern
 
@@ -56,6 +63,8 @@ __all__ = [
     "spawn_monitor",
     "self",
     "send",
+    "send_wait",
+    "send_nowait",
     "receive",
     "register",
     "unregister",
@@ -104,6 +113,8 @@ class RemoteOps(Protocol):
     def monitor(self, frm: Pid, to: Pid | str, node: str, ref: Ref) -> None: ...
     def demonitor(self, frm: Pid, to: Pid | str, node: str, ref: Ref) -> None: ...
     def down(self, watcher: Pid, ref: Ref, obj: Any, reason: Any) -> None: ...
+    def busy(self, node: str) -> int: ...
+    async def wait_not_busy(self, node: str) -> None: ...
 
 
 class Process:
@@ -127,6 +138,7 @@ class Process:
         "started",
         "initial_call",
         "label",
+        "max_mailbox",
     )
 
     def __init__(self, pid: Pid, initial_call: Any) -> None:
@@ -149,6 +161,7 @@ class Process:
         self.started = time.time()
         self.initial_call = initial_call  # the function, named lazily by call_name()
         self.label: str | None = None
+        self.max_mailbox = 0  # 0: unbounded
 
     def call_name(self) -> str:
         """``module.function`` the process started in."""
@@ -337,6 +350,9 @@ def spawn_monitor(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> tu
 def deliver(proc: Process, msg: Any) -> None:
     """Append ``msg`` to ``proc``'s mailbox and wake it if it waits."""
     proc.mailbox.append(msg)
+    if proc.max_mailbox and len(proc.mailbox) > proc.max_mailbox:
+        _overflow(proc)
+        return
     waiter = proc.waiter
     if waiter is not None:
         proc.waiter = None
@@ -395,6 +411,59 @@ def send(dest: Any, msg: Any) -> Any:
                 raise NoProcess(dest)
             return send(pid, msg)
     raise BadName(f"cannot send to {dest!r}: expected a Pid, a name, (name, node) or ('via', registry, key)")
+
+
+def _remote_node(dest: Any) -> str | None:
+    """The node ``dest`` lives on when that is another node, else None."""
+    t = type(dest)
+    if t is Pid:
+        if dest.node == rt.node and dest.creation == rt.creation or dest.node == NO_NODE:
+            return None
+        return dest.node
+    if t is tuple:
+        if len(dest) == 2 and dest[0] == "global" and "global" in rt.via or len(dest) == 3 and dest[0] == "via":
+            pid = whereis(dest)
+            return _remote_node(pid) if pid is not None else None
+        if len(dest) == 2 and type(dest[1]) is str and dest[1] != rt.node and dest[1] != NO_NODE:
+            return dest[1]
+    return None
+
+
+def send_nowait(dest: Any, msg: Any) -> Any:
+    """``send``, unless the connection to ``dest``'s node is busy; return ``msg``.
+
+    Erlang's ``erlang:send_nosuspend/2``, raising instead of returning false:
+    when more than the node's ``dist_buf_busy_limit`` of bytes waits for that
+    peer, raises :class:`~pymesh.WouldBlock` (carrying ``node`` and the bytes
+    queued) and sends nothing. A local ``dest`` never blocks. Otherwise as
+    :func:`send`, errors included.
+    """
+    dist = rt.dist
+    if dist is not None:
+        node = _remote_node(dest)
+        if node is not None:
+            queued = dist.busy(node)
+            if queued:
+                raise WouldBlock(node, queued)
+    return send(dest, msg)
+
+
+async def send_wait(dest: Any, msg: Any) -> Any:
+    """``send``, first waiting while the connection to ``dest``'s node is busy.
+
+    The BEAM suspends a process that sends over a busy distribution
+    connection; this is that suspension, made explicit: it returns at once
+    (without yielding) when the connection is not busy or ``dest`` is local,
+    and otherwise once enough queued bytes have left — or the connection went
+    down, and then the message goes as ``send`` sends it (dialing the node
+    again; dropped if that fails). Returns ``msg``; raises as :func:`send` does.
+    """
+    dist = rt.dist
+    if dist is not None:
+        node = _remote_node(dest)
+        if node is not None and dist.busy(node):
+            await dist.wait_not_busy(node)
+    return send(dest, msg)
 
 
 async def receive(match: Any = None, timeout: float | None = None) -> Any:
@@ -556,14 +625,29 @@ def trap_exit(flag: bool = True) -> bool:
 
 
 def process_flag(flag: str, value: Any) -> Any:
-    """``process_flag("trap_exit", True)`` and ``process_flag("label", "...")``."""
+    """Set a flag of the calling process; return its old value.
+
+    ``"trap_exit"`` (bool), ``"label"`` (str, shown by tools), and
+    ``"max_mailbox"`` (int; 0 or None: unbounded, the default): a delivery that
+    makes the mailbox hold more than that many messages kills the process with
+    reason ``"mailbox_overflow"`` (logged, as a crash is). It applies from the
+    next delivery on. Raises ``ValueError`` for an unknown flag or a bad value.
+    """
     if flag == "trap_exit":
         return trap_exit(value)
     if flag == "label":
         proc = current()
         old, proc.label = proc.label, str(value)
         return old
-    raise ValueError(f"unknown process flag {flag!r} (known: trap_exit, label)")
+    if flag == "max_mailbox":
+        if value is None:
+            value = 0
+        if type(value) is not int or value < 0:
+            raise ValueError(f"max_mailbox must be a non-negative int or None, not {value!r}")
+        proc = current()
+        old_limit, proc.max_mailbox = proc.max_mailbox, value
+        return old_limit or None
+    raise ValueError(f"unknown process flag {flag!r} (known: trap_exit, label, max_mailbox)")
 
 
 def is_alive(pid: Pid) -> bool:
@@ -735,6 +819,21 @@ def _kill(proc: Process, reason: Any) -> None:
             if inner is not None:
                 inner.close()
         task.cancel()
+
+
+def _overflow(proc: Process) -> None:
+    """``proc``'s mailbox passed its ``max_mailbox``: it dies (see ``process_flag``)."""
+    if not proc.alive or proc.kill_reason is not None:
+        return
+    log.error(
+        "process %r (%s) killed: its mailbox passed max_mailbox (%d messages)",
+        proc.pid,
+        proc.call_name(),
+        proc.max_mailbox,
+    )
+    _signal(_kill, proc, "mailbox_overflow")
+    if proc.task is not None and proc.task is asyncio.current_task():
+        raise Exit("mailbox_overflow")  # it sent to itself: it cannot go on either
 
 
 def _terminate(proc: Process, reason: Any) -> None:

@@ -71,15 +71,19 @@ class FrameReader:
         frames: list[bytes] = []
         pos = 0
         end = len(buf)
-        while end - pos >= 4:
-            (size,) = _unpack_header(buf, pos)
-            if size > self.max_frame:
-                raise FrameTooLarge(f"peer announced a {size}-byte frame; the limit is {self.max_frame}")
-            stop = pos + 4 + size
-            if stop > end:
-                break
-            frames.append(bytes(buf[pos + 4 : stop]))
-            pos = stop
+        view = memoryview(buf)  # slices of a view are copied once; of the bytearray, twice
+        try:
+            while end - pos >= 4:
+                (size,) = _unpack_header(buf, pos)
+                if size > self.max_frame:
+                    raise FrameTooLarge(f"peer announced a {size}-byte frame; the limit is {self.max_frame}")
+                stop = pos + 4 + size
+                if stop > end:
+                    break
+                frames.append(view[pos + 4 : stop].tobytes())
+                pos = stop
+        finally:
+            view.release()  # before the bytearray is resized
         if pos:
             del buf[:pos]
         return frames

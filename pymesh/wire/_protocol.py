@@ -50,6 +50,7 @@ import enum
 import hashlib
 import hmac
 import os
+import reprlib
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -64,7 +65,7 @@ from .._errors import (
 )
 from ._control import ARITY
 from ._frames import DEFAULT_MAX_FRAME, HEADER, TICK_FRAME, FrameReader
-from ._terms import decode_all, encode
+from ._terms import DecodeLimits, decode_all, encode
 
 __all__ = [
     "DistProtocol",
@@ -77,6 +78,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "FLAG_HIDDEN",
     "STATUSES",
+    "refusal",
 ]
 
 #: The highest protocol version this code speaks; peers negotiate the highest common one.
@@ -181,6 +183,9 @@ class DistProtocol:
     ``name`` is this node's full name, ``cookie`` the shared secret, ``flags`` a
     bitmask of ``FLAG_*``, ``creation`` this node's incarnation number. An
     initiator must know the name it dials (``peer``) so that its digest binds it.
+    ``max_frame`` is the largest frame a peer may send once connected (before
+    that, 4096 bytes); ``limits`` caps the containers of its terms
+    (:meth:`DecodeLimits.for_frame` of ``max_frame`` by default).
     """
 
     def __init__(
@@ -193,6 +198,7 @@ class DistProtocol:
         creation: int = 0,
         peer: str | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
+        limits: DecodeLimits | None = None,
     ) -> None:
         if role is Role.INITIATOR and not peer:
             raise LocalProtocolError("an initiator must name the node it dials")
@@ -205,8 +211,9 @@ class DistProtocol:
         self.peer_flags = 0
         self.peer_creation = 0
         self.version = 0
-        self._reader = FrameReader(min(max_frame, _MAX_HANDSHAKE_FRAME))
+        self._reader = FrameReader(_MAX_HANDSHAKE_FRAME)  # max_frame applies once connected, however small
         self._max_frame = max_frame
+        self._limits = limits if limits is not None else DecodeLimits.for_frame(max_frame)
         self._out: list[bytes] = []  # framed handshake bytes
         self._batch: list[bytes] = []  # encoded control messages awaiting a frame
         self._batch_size = 0
@@ -265,13 +272,14 @@ class DistProtocol:
     def _control_events(self, frames: list[bytes]) -> list[Any]:
         out: list[Any] = []
         arity = ARITY
+        limits = self._limits
         for payload in frames:
             if not payload:
                 continue  # a tick: its arrival alone is the news
-            msgs = decode_all(payload)
+            msgs = decode_all(payload, limits)
             for m in msgs:
                 if type(m) is not list or not m or type(m[0]) is not int or arity.get(m[0]) != len(m):
-                    raise RemoteProtocolError(f"malformed control message: {_brief(m)}")
+                    raise RemoteProtocolError(f"malformed control message: {brief(m)}")
             out += msgs
         return out
 
@@ -486,6 +494,24 @@ class DistProtocol:
         self._out.append(HEADER.pack(len(payload)) + payload)
 
 
-def _brief(obj: Any) -> str:
-    text = repr(obj)
+def refusal(reason: str) -> bytes:
+    """A status ``not_allowed`` frame, for an acceptor that refuses a connection
+    before reading the initiator's name (e.g. a plain connection to a TLS node):
+    the initiator, waiting for a status, reports ``reason``."""
+    payload = msgpack.packb({"op": "status", "status": "not_allowed", "reason": reason}, use_bin_type=True)
+    return HEADER.pack(len(payload)) + payload
+
+
+_brief_repr = reprlib.Repr()
+_brief_repr.maxlevel = 4
+_brief_repr.maxstring = _brief_repr.maxother = 40
+
+
+def brief(obj: Any) -> str:
+    """A short repr of a peer's term for an error message: bounded in depth and
+    length, so that a deeply nested term cannot make the report itself fail."""
+    try:
+        text = _brief_repr.repr(obj)
+    except Exception:  # a RecursionError, or a broken __repr__
+        text = f"<{type(obj).__name__}>"
     return text if len(text) <= 60 else text[:57] + "..."

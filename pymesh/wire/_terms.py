@@ -24,13 +24,22 @@ Python value sent           on the wire                   Python value received
 Anything else raises :class:`~pymesh.EncodeError` at encode time; nothing is sent.
 Decoding never executes or imports anything named by a peer.
 
-Limits on decode (each a :class:`~pymesh.DecodeError` when exceeded): tuple/set
-nesting depth (``MAX_DEPTH``), and the size limits of the frame carrying the term.
+Limits on decode (each a :class:`~pymesh.DecodeError` when exceeded):
+
+* nesting: tuples, sets and frozenset (ext types, decoded by recursion) nest at
+  most ``MAX_DEPTH`` deep; lists and dicts are decoded by msgpack's C unpacker,
+  which has a stack of its own and refuses more than 1024 levels (per tuple
+  level) — never a crash, always a :class:`~pymesh.DecodeError`;
+* sizes: a term is never larger than the frame that carries it, and
+  :class:`DecodeLimits` (given to :func:`decode_all`; defaults from the frame
+  limit, :meth:`DecodeLimits.for_frame`) caps string, bytes, list, dict and
+  ext lengths, inside tuples too, so a small frame cannot claim a huge container.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -39,7 +48,7 @@ from msgpack import ExtType, Packer
 from .._errors import DecodeError, EncodeError
 from ._types import NO_NODE, Pid, Ref, RemoteError
 
-__all__ = ["encode", "decode", "decode_all", "MAX_DEPTH", "EXT_TUPLE", "EXT_PID", "EXT_REF"]
+__all__ = ["encode", "encode_send", "decode", "decode_all", "DecodeLimits", "MAX_DEPTH", "EXT_TUPLE", "EXT_PID", "EXT_REF"]
 
 EXT_TUPLE = 1
 EXT_PID = 2
@@ -67,13 +76,22 @@ def _packer_at(depth: int) -> Packer:
     return _packers[depth]
 
 
+# ExtType is a namedtuple whose Python-level __new__ checks its arguments; ours
+# are right by construction, and skipping the checks halves the cost of a tuple.
+_new_tuple = tuple.__new__
+
+
+def _ext(code: int, data: bytes) -> ExtType:
+    return _new_tuple(ExtType, (code, data))  # type: ignore[no-any-return]
+
+
 def _pack_nested(code: int, obj: Any) -> ExtType:
     global _depth
     if _depth >= MAX_DEPTH:
         raise EncodeError(f"term nests tuples/sets deeper than {MAX_DEPTH} levels")
     _depth += 1
     try:
-        return ExtType(code, _packer_at(_depth).pack(obj))
+        return _ext(code, _packer_at(_depth).pack(obj))
     finally:
         _depth -= 1
 
@@ -93,16 +111,16 @@ def _pack_pid(pid: Pid) -> ExtType:
     wire = pid._wire
     if wire is None:
         if pid.node == NO_NODE and _local_node is not None:
-            return ExtType(EXT_PID, msgpack.packb((_local_node[0], pid.id, _local_node[1])))
+            return _ext(EXT_PID, msgpack.packb((_local_node[0], pid.id, _local_node[1])))
         wire = msgpack.packb((pid.node, pid.id, pid.creation))
         object.__setattr__(pid, "_wire", wire)
-    return ExtType(EXT_PID, wire)
+    return _ext(EXT_PID, wire)
 
 
 def _pack_ref(ref: Ref) -> ExtType:
     if ref.node == NO_NODE and _local_node is not None:
-        return ExtType(EXT_REF, msgpack.packb((_local_node[0], ref.id, _local_node[1])))
-    return ExtType(EXT_REF, msgpack.packb((ref.node, ref.id, ref.creation)))
+        return _ext(EXT_REF, msgpack.packb((_local_node[0], ref.id, _local_node[1])))
+    return _ext(EXT_REF, msgpack.packb((ref.node, ref.id, ref.creation)))
 
 
 def _pack_bigint(n: int) -> ExtType:
@@ -158,12 +176,136 @@ def _short_repr(obj: Any) -> str:
 
 
 _top = _packer_at(0)
+_nested = _packer_at(1)
+
+# msgpack's own headers, so that the fast path below writes the very bytes the
+# Packer would.
+_FIXARRAY = [bytes((0x90 | n,)) for n in range(16)]
+_FIXEXT = {1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}
+
+
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return _FIXARRAY[n]
+    if n < 0x10000:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def _ext_header(code: int, n: int) -> bytes:
+    fix = _FIXEXT.get(n)
+    if fix is not None:
+        return bytes((fix, code))
+    if n < 0x100:
+        return bytes((0xC7, n, code))
+    if n < 0x10000:
+        return b"\xc8" + n.to_bytes(2, "big") + bytes((code,))
+    return b"\xc9" + n.to_bytes(4, "big") + bytes((code,))
+
+
+# A pid's whole ext (header and payload): every message to a process carries one.
+_pid_bytes: dict[Pid, bytes] = {}
+
+
+def _pid_ext(pid: Pid) -> bytes:
+    data = _pid_bytes.get(pid)
+    if data is None:
+        ext = _pack_pid(pid)
+        data = _ext_header(EXT_PID, len(ext.data)) + ext.data
+        if pid.node != NO_NODE:  # a NO_NODE pid's bytes change when the node starts
+            if len(_pid_bytes) >= 65536:
+                _pid_bytes.clear()
+            _pid_bytes[pid] = data
+    return data
+
+
+#: A bytes object at least this long inside a top-level tuple is not copied
+#: into a packer's buffer: its bin header is written and the object itself
+#: joins the output, so a large payload is copied once on its way out.
+_BIG_BYTES = 4096
+
+
+def _bin_header(n: int) -> bytes:
+    if n < 0x100:
+        return bytes((0xC4, n))
+    if n < 0x10000:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
+
+
+def _tuple_parts(t: tuple[Any, ...], append: Callable[[bytes], None]) -> None:
+    """Append the ext of a tuple at the top of a term (depth 1) to the output."""
+    global _depth
+    _depth = 1
+    try:
+        for x in t:
+            if type(x) is bytes and len(x) >= _BIG_BYTES:
+                break
+        else:
+            body = _nested.pack(list(t))
+            append(_ext_header(EXT_TUPLE, len(body)))
+            append(body)
+            return
+        parts = [_array_header(len(t))]
+        pack = _nested.pack
+        for x in t:
+            if type(x) is bytes and len(x) >= _BIG_BYTES:
+                parts.append(_bin_header(len(x)))
+                parts.append(x)
+            else:
+                parts.append(pack(x))
+        append(_ext_header(EXT_TUPLE, sum(map(len, parts))))
+        for p in parts:
+            append(p)
+    finally:
+        _depth = 0
+
+
+def _encode_list(term: list[Any]) -> bytes:
+    """A top-level list (every control message is one): its pids and tuples are
+    written here rather than through the Packer's ``default`` hook, which costs
+    a Python call and an ExtType each."""
+    parts = [_array_header(len(term))]
+    append = parts.append
+    pack = _top.pack
+    for x in term:
+        t = type(x)
+        if t is Pid:
+            append(_pid_ext(x))
+        elif t is tuple:
+            _tuple_parts(x, append)
+        else:
+            append(pack(x))
+    return b"".join(parts)
+
+
+def encode_send(to: Pid, msg: Any) -> bytes:
+    """``encode([SEND, to, msg])``, the message every ``send`` to a remote pid
+    becomes, without building the list (byte for byte the same)."""
+    try:
+        if type(msg) is tuple:
+            parts = [_SEND_HEAD, _pid_ext(to)]
+            _tuple_parts(msg, parts.append)
+            return b"".join(parts)
+        return _SEND_HEAD + _pid_ext(to) + _top.pack(msg)
+    except EncodeError:
+        raise
+    except (TypeError, ValueError, OverflowError) as e:
+        raise EncodeError(f"cannot encode term: {e}") from None
+    finally:
+        global _depth
+        _depth = 0
+
+
+_SEND_HEAD = b"\x93\x01"  # [SEND (op 1), to, msg]: a 3-element array, then the op
 
 
 def encode(term: Any) -> bytes:
     """Encode one term; raise :class:`EncodeError` naming the first bad object."""
     global _depth
     try:
+        if type(term) is list:
+            return _encode_list(term)
         return _top.pack(term)
     except EncodeError:
         raise
@@ -175,8 +317,56 @@ def encode(term: Any) -> bytes:
 
 # --- decoding ---------------------------------------------------------------------
 
+
+@dataclass(frozen=True, slots=True)
+class DecodeLimits:
+    """The largest string, bytes, list, dict and ext a peer's term may hold.
+
+    Counted in bytes for ``max_str_len``, ``max_bin_len`` and ``max_ext_len``,
+    in elements for ``max_array_len`` and in pairs for ``max_map_len`` (what
+    msgpack's ``Unpacker`` takes). A term beyond one is a :class:`DecodeError`
+    and the connection closes.
+    """
+
+    max_str_len: int
+    max_bin_len: int
+    max_array_len: int
+    max_map_len: int
+    max_ext_len: int
+    _kwargs: dict[str, int] = field(init=False, repr=False, compare=False)
+    _floor: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        kwargs = {
+            "max_str_len": self.max_str_len,
+            "max_bin_len": self.max_bin_len,
+            "max_array_len": self.max_array_len,
+            "max_map_len": self.max_map_len,
+            "max_ext_len": self.max_ext_len,
+        }
+        if min(kwargs.values()) < 1:
+            raise ValueError(f"decode limits must be positive: {kwargs}")
+        object.__setattr__(self, "_kwargs", kwargs)
+        object.__setattr__(self, "_floor", min(kwargs.values()))
+
+    @classmethod
+    def for_frame(cls, max_frame: int) -> DecodeLimits:
+        """The defaults for a frame limit: whatever fits in a frame — strings,
+        bytes, ext payloads and lists up to ``max_frame``, dicts up to half of it
+        (an entry takes two bytes at least). Tighter limits are for operators
+        who know their traffic: a term over them closes the connection, and the
+        sender cannot know the receiver's limits beforehand."""
+        return cls(max_frame, max_frame, max_frame, max(max_frame // 2, 1), max_frame)
+
+
 _pid_cache: dict[bytes, Pid] = {}
 _dec_depth = 0
+# The limits of the decode_all call in progress. msgpack limits a payload's
+# containers to its own length by itself, so a tuple payload no longer than the
+# smallest limit needs no explicit (and, per call, costly) limit arguments.
+_NO_LIMITS: dict[str, int] = {}
+_limits = _NO_LIMITS
+_limits_floor = 1 << 62
 
 
 def _unpack_inner(data: bytes) -> Any:
@@ -185,6 +375,8 @@ def _unpack_inner(data: bytes) -> Any:
         raise DecodeError(f"term nests tuples/sets deeper than {MAX_DEPTH} levels")
     _dec_depth += 1
     try:
+        if len(data) > _limits_floor:
+            return msgpack.unpackb(data, ext_hook=_ext_hook, strict_map_key=False, use_list=True, **_limits)
         return msgpack.unpackb(data, ext_hook=_ext_hook, strict_map_key=False, use_list=True)
     finally:
         _dec_depth -= 1
@@ -250,16 +442,27 @@ def decode(data: bytes) -> Any:
         _dec_depth = 0
 
 
-def decode_all(data: bytes) -> list[Any]:
+def decode_all(data: bytes, limits: DecodeLimits | None = None) -> list[Any]:
     """Decode every term of a concatenation (one frame's payload), in order.
 
-    Raises :class:`DecodeError` at the first malformed or truncated term; a
-    frame is accepted or rejected whole.
+    ``limits`` caps container sizes (see :class:`DecodeLimits`; without it
+    only the payload's own length does). Raises :class:`DecodeError` at the
+    first malformed, truncated or over-limit term; a frame is accepted or
+    rejected whole.
     """
-    global _dec_depth
-    unpacker = msgpack.Unpacker(
-        ext_hook=_ext_hook, strict_map_key=False, use_list=True, max_buffer_size=max(len(data), 1)
-    )
+    global _dec_depth, _limits, _limits_floor
+    size = len(data)
+    if limits is not None and size > limits._floor:
+        # msgpack caps every container at the buffer's size by itself: explicit
+        # limits (costly to pass) matter only for a payload larger than one
+        _limits, _limits_floor = limits._kwargs, limits._floor
+        unpacker = msgpack.Unpacker(
+            ext_hook=_ext_hook, strict_map_key=False, use_list=True, max_buffer_size=size, **_limits
+        )
+    else:
+        unpacker = msgpack.Unpacker(
+            ext_hook=_ext_hook, strict_map_key=False, use_list=True, max_buffer_size=max(size, 1)
+        )
     unpacker.feed(data)
     terms: list[Any] = []
     append, tell = terms.append, unpacker.tell
@@ -272,6 +475,8 @@ def decode_all(data: bytes) -> list[Any]:
         raise _as_decode_error(e) from None
     finally:
         _dec_depth = 0
+        if _limits is not _NO_LIMITS:
+            _limits, _limits_floor = _NO_LIMITS, 1 << 62
     # The Unpacker stops silently before a truncated tail, and its tell() then
     # counts the bytes of a half-read container: measure up to the last whole term.
     if end != len(data):
