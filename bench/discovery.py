@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import pymesh
-from pymesh import Node, rpc_eval
+from pymesh import rpc_eval
 
 LOOPBACK_BROADCAST = "127.255.255.255"
 READY_TIMEOUT = 90.0
@@ -195,7 +195,8 @@ def gossip_topology(env: Env, tag: str, heartbeat: float | None) -> Path:
     (spec,) = load_config(path).topologies
     plan = socket_plan(spec.config)
     assert ipaddress.ip_address(plan.destination[0]).is_loopback, plan
-    assert plan.destination[1] != 45892 and not any(opt[1] == socket.IP_ADD_MEMBERSHIP for opt in plan.options)
+    assert plan.destination[1] != 45892
+    assert not any(opt[:2] == (socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP) for opt in plan.options)
     return path
 
 
@@ -203,7 +204,9 @@ async def gossip_round(env: Env, tag: str, nodes: int, heartbeat: float | None) 
     topology = gossip_topology(env, tag, heartbeat)
     names = [f"g{tag}n{i}" for i in range(nodes)]
     try:
-        started = await asyncio.gather(*(start_node(env, n, topology) for n in names))
+        async with asyncio.TaskGroup() as group:  # one failing start cancels the others
+            tasks = [group.create_task(start_node(env, n, topology)) for n in names]
+        started = [t.result() for t in tasks]
         full = {s.name for s in started}
         last = max(started, key=lambda s: s.ready)
         links: dict[str, dict[str, float]] = {}
@@ -281,8 +284,8 @@ async def static_round(env: Env, tag: str, interval: float | None, restarts: int
 
 @dataclass
 class Results:
-    gossip: dict[float | None, list[MeshRound]] = field(default_factory=dict)
-    static: dict[float | None, list[float]] = field(default_factory=dict)
+    gossip: dict[float, list[MeshRound]] = field(default_factory=dict)  # by heartbeat_interval
+    static: dict[float, list[float]] = field(default_factory=dict)  # by polling_interval
 
 
 async def bench(env: Env, args: argparse.Namespace) -> Results:
@@ -335,8 +338,10 @@ def _row(name: str, samples: Sequence[float], target: str | None = None) -> str:
 
 def report(results: Results, args: argparse.Namespace) -> str:
     lines = [
-        f"discovery bench ({pymesh.loop_name()} loop, {os.cpu_count()} cores, {args.rounds} rounds, "
-        f"{args.nodes} gossip nodes, {args.restarts} static restarts per round)",
+        (
+            f"discovery bench ({pymesh.loop_name()} loop, {os.cpu_count()} cores, {args.rounds} rounds, "
+            f"{args.nodes} gossip nodes, {args.restarts} static restarts per round)"
+        ),
         "| figure (seconds) | median | min–max | target |",
         "|---|---:|---:|---:|",
     ]
