@@ -147,7 +147,7 @@ COMMANDS: dict[str, Command] = {
     "rpc": Command("evaluate a Python expression on a running node", configure_rpc, run_rpc),
     "shell": Command("an interactive shell on a node (like iex)", configure_shell, run_shell),
     "remsh": Command("attach to a node's shell over SSH (like iex --remsh)", configure_remsh, run_remsh),
-    "bench": _with_tls_flags(Command("measure the core runtime between two OS processes", configure_bench, run_bench)),
+    "bench": _with_tls_flags(Command("the side-by-side benchmark suite: pymesh and the BEAM, same workloads", configure_bench, run_bench)),
     "epmd": Command("run the port mapper in the foreground", _configure_epmd, _run_epmd),
     "discovery": Command("show a node's discovery topologies: last poll, nodes found, errors", configure_discovery, run_discovery),
     "names": Command("list the node names registered with a port mapper", _configure_names, _run_names),
