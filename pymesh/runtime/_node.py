@@ -305,8 +305,12 @@ class Distribution:
     def _connect_failed(self, conn: Connection, reason: str) -> None:
         if conn.up or conn.attempt is not None or conn.dialing or conn.incoming is not None:
             return
-        if self.conns.get(conn.node) is conn:
-            del self.conns[conn.node]
+        if self.conns.get(conn.node) is not conn:
+            # a stale attempt (say the timer of a lost simultaneous dial) whose connection
+            # came and went meanwhile: that loss was reported when it happened, and the
+            # connection in self.conns now, if any, speaks for the node
+            return
+        del self.conns[conn.node]
         conn.queued.clear()
         conn.queued_bytes = 0
         conn.resolve_waiters(False)

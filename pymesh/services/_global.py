@@ -475,6 +475,7 @@ class _GlobalServer:
             rnd.answer(node, _GONE)
 
     def _on_sync(self, dist: N.Distribution, node: str, entries: list[Any], want_reply: bool) -> None:
+        new_peer = node not in self.peers
         self.peers.add(node)
         incoming = {name: _Entry(pid, method, registrar) for name, pid, method, registrar in entries}
         # the sender speaks for its own processes: what it no longer lists is gone
@@ -483,7 +484,10 @@ class _GlobalServer:
                 self._forget(name, entry.pid)
         for name, entry in incoming.items():
             self._merge(dist, name, entry)
-        if want_reply:
+        if want_reply or new_peer:
+            # Our own nodeup sync left before ``node`` was a peer: names we registered or
+            # unregistered since then went to neither that sync nor a commit round (those go
+            # to peers only). This one covers them; from now on ``node`` gets every round.
             self._send(dist, node, ["sync", self._own(), False])
 
     def _on_lock(self, dist: N.Distribution, node: str, ref: Ref, kind: str, key: Any, holder: Pid) -> None:

@@ -467,7 +467,8 @@ class ChaosRun:
             rep.checks["no monitor or link left unfired"] += 2
             rep.checks["workload processes alive"] += 1
             if watch.get("pending") or watch.get("pending_links"):
-                self.violation(f"{inc.name}: {watch.get('pending')} monitors and {watch.get('pending_links')} links never fired")
+                self.violation(f"{inc.name}: {watch.get('pending')} monitors and {watch.get('pending_links')} links never fired "
+                               f"([target, EXITs, DOWN reason]: {watch.get('unfired')})")
             dead = [name for name, up in snap.get("alive", {}).items() if not up]
             if dead:
                 self.violation(f"{inc.name}: workload processes died: {dead}")

@@ -209,3 +209,72 @@ async def watch():
 
     run(scenario)
 
+
+
+def test_a_global_name_registered_while_a_new_peer_syncs_reaches_that_peer() -> None:
+    # found by the chaos run: a name registered after our nodeup sync went out, but
+    # before the new peer's sync made it a peer, reached neither the sync nor the
+    # commit round; the peer never learned it. Here b's syncs are held back 1 s to
+    # open that window wide, and a registers a name inside it.
+    async def scenario() -> None:
+        async with two_nodes() as (_net, a, b):
+            await b.eval(
+                """
+from pymesh.services import _global
+_plain = _global._server._send
+def _late(dist, node, payload):
+    if payload[0] == "sync":
+        asyncio.get_running_loop().call_later(1.0, _plain, dist, node, payload)
+    else:
+        _plain(dist, node, payload)
+_global._server._send = _late
+"""
+            )
+            assert await a.eval(f"await Node.connect({b.name!r})") is True
+            pid = await a.eval("str(spawn(receive, 'never'))")
+            assert await a.eval(f"await Global.register_name('late', Pid.parse({pid!r}))") is True
+            assert await b.until("Global.whereis_name('late') is not None", timeout=5) is True
+            assert await b.eval("str(Global.whereis_name('late'))") == pid
+            assert await a.eval("await Global.sync()") is True and await b.eval("await Global.sync()") is True
+
+    run(scenario)
+
+
+def test_a_stale_connection_attempt_that_fails_late_does_not_take_a_live_connection_down() -> None:
+    # found by the chaos run: after a lost simultaneous dial ("nok"), a timer fails that
+    # attempt 7 s later. When its connection had come and gone by then, and a newer one
+    # was up, the timer fired noconnection for every link and monitor to that node: the
+    # newer connection's processes were killed, and their peers got a DOWN but no EXIT
+    # (the link was never fired on the other side). Here b runs that late failure by hand.
+    async def scenario() -> None:
+        async with two_nodes() as (net, a, b):
+            assert await a.eval(f"await Node.connect({b.name!r})") is True
+            await b.until("len(Node.list()) == 1")
+            await b.eval(f"import pymesh.runtime._node as N; D = N.current_distribution(); OLD = D.conns[{a.name!r}]")
+            net.link(a.short, b.short).cut()
+            await b.until("Node.list() == []")
+            net.link(a.short, b.short).heal()
+            assert await a.eval(f"await Node.connect({b.name!r})") is True
+            await a.eval(
+                f"""
+GOT = []
+async def holder(ready):
+    trap_exit(True)
+    remote = await Node.spawn({b.name!r}, "nodefns:wait_forever", link=True)
+    monitor(remote)
+    ready.set_result(str(remote))
+    while True:
+        GOT.append(await receive())
+READY = asyncio.get_running_loop().create_future()
+spawn(holder, READY)
+"""
+            )
+            remote = await a.eval("await READY")
+            assert await b.eval(f"D.conns[{a.name!r}] is not OLD and D.conns[{a.name!r}].up") is True
+            await b.eval("D._connect_failed(OLD, 'connection_setup_failed')")  # the late timer of a stale attempt
+            await asyncio.sleep(0.5)
+            assert await b.eval(f"is_alive(Pid.parse({remote!r}))") is True
+            assert await a.eval("GOT") == []
+            assert await b.eval("Node.list()") == [a.name]
+
+    run(scenario)

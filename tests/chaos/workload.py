@@ -111,6 +111,7 @@ class _State:
         self.tx: dict[Pid, _Tx] = {}
         self.monitors: dict[Any, list[Any]] = {}  # ref -> [target, downs]
         self.links: dict[Pid, int] = {}  # target -> EXITs received
+        self.down_reasons: dict[Pid, Any] = {}  # target -> the reason its monitor fired with
         self.pids: dict[str, Pid] = {}
 
     def count(self, what: str, n: int = 1) -> None:
@@ -223,6 +224,11 @@ def snapshot(directory: dict[str, str] | None = None) -> dict[str, Any]:
             "pending": pending,
             "links": len(S.links),
             "pending_links": sum(1 for n in S.links.values() if n == 0),
+            # what fired for each target whose link or monitor did not (for the report)
+            "unfired": [
+                [str(pid), S.links.get(pid), S.down_reasons.get(pid)]
+                for pid in {t for t, n in S.links.items() if n == 0} | {t for t, d in S.monitors.values() if d == 0}
+            ][:20],
         },
         "alive": {name: pymesh.is_alive(pid) for name, pid in S.pids.items()},
     }
@@ -384,6 +390,7 @@ def _watched(m: Any) -> None:
             S.violation(f"DOWN for an unknown monitor: {m!r}")
             return
         entry[1] += 1
+        S.down_reasons[entry[0]] = repr(m[4])
         S.count("downs")
         if entry[1] > 1:
             S.violation(f"monitor {m[1]} of {entry[0]} fired {entry[1]} times (now {m[4]!r})")
