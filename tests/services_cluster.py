@@ -15,6 +15,7 @@ only 127.0.0.1 is used.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import contextlib
 import os
 import secrets
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pymesh
-from pymesh import Node, rpc_eval
+from pymesh import Node, Pid, rpc_eval
 
 T = TypeVar("T")
 
@@ -227,3 +228,16 @@ async def in_parallel(*calls: Callable[[], Awaitable[T]], timeout: float = 15.0)
             raise value
         results[i] = value
     return [results[i] for i in range(len(calls))]
+
+
+# --- names unique within a test session -----------------------------------------------
+
+_ids = itertools.count()
+
+
+def fresh(tag: str) -> str:
+    return f"{tag}-{next(_ids)}"
+
+
+def pid_src(pid: Pid) -> str:
+    return f"Pid.parse({str(pid)!r})"

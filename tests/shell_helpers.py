@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 HOST = socket.gethostname().split(".")[0]
@@ -28,6 +28,14 @@ COOKIE = "shell-test-cookie"
 
 PROMPT = re.compile(r"^pymesh\((?:(?P<node>[^()\s]+@[^()\s]+)\)(?P<n>\d+)|(?P<m>\d+)\))> ?", re.MULTILINE)
 _CONTINUATION = re.compile(r"^\s+\.\.\. ?")
+
+
+def eventually(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting until {what}")
+        time.sleep(0.1)
 
 
 def free_port() -> int:

@@ -10,19 +10,17 @@ Local behaviour (via-tuples, bad input) runs in-process without a cluster.
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from services_cluster import Cluster, ev, eventually, in_parallel, mesh, run
+from services_cluster import Cluster, ev, eventually, fresh, in_parallel, mesh, pid_src, run
 
 import pymesh
 from pymesh import (
     ANY,
     GenServer,
     NoProcess,
-    Pid,
     call,
     monitor,
     receive,
@@ -35,16 +33,6 @@ from pymesh.services import Global
 from pymesh.services._global import survivor
 
 pytestmark = pytest.mark.timeout(90)
-
-_ids = itertools.count()
-
-
-def fresh(tag: str) -> str:
-    return f"{tag}-{next(_ids)}"
-
-
-def pid_src(pid: Pid) -> str:
-    return f"Pid.parse({str(pid)!r})"
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,11 @@ take no part in process groups).
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from services_cluster import Cluster, ev, eventually, mesh, run
+from services_cluster import Cluster, ev, eventually, fresh, mesh, pid_src, run
 
 import pymesh
 from pymesh import (
@@ -30,16 +29,6 @@ from pymesh._errors import BadKey, RegistryError
 from pymesh.services import PG
 
 pytestmark = pytest.mark.timeout(90)
-
-_ids = itertools.count()
-
-
-def fresh(tag: str) -> str:
-    return f"{tag}-{next(_ids)}"
-
-
-def pid_src(pid: Pid) -> str:
-    return f"Pid.parse({str(pid)!r})"
 
 
 def pids_src(pids: list[Pid]) -> str:

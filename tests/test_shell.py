@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from conftest import require_binary
-from shell_helpers import ShellEnv, Tmux, node
+from shell_helpers import ShellEnv, Tmux, eventually, node
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -44,13 +44,6 @@ def tmux(env: ShellEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tm
     finally:
         t.close()
 
-
-def eventually(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting until {what}")
-        time.sleep(0.1)
 
 
 def test_two_shells_connect_spawn_message_and_leave(env: ShellEnv, tmux: Tmux) -> None:

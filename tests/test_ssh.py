@@ -13,14 +13,14 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncssh
 import pytest
 from conftest import require_binary
-from shell_helpers import ShellEnv, Tmux, node, stop_process
+from shell_helpers import ShellEnv, Tmux, eventually, node, stop_process
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -87,13 +87,6 @@ def tmux(world: SshWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     finally:
         t.close()
 
-
-def eventually(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting until {what}")
-        time.sleep(0.1)
 
 
 def run(coro: Any, timeout: float = 30.0) -> Any:
