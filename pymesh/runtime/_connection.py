@@ -87,8 +87,13 @@ class ConnectionStats:
     busy_sends: int = 0  # plain sends queued while busy
 
 
-class Channel(asyncio.Protocol):
-    """One TCP connection, handshaking or carrying a node connection."""
+class Channel(asyncio.BufferedProtocol):
+    """One TCP connection, handshaking or carrying a node connection.
+
+    A ``BufferedProtocol``: the transport reads straight into the protocol's
+    receive buffer (:meth:`DistProtocol.get_buffer`) and the frames are
+    decoded where they lie, so received bytes are copied only into the terms
+    built from them."""
 
     plain = True  # not TLS (see pymesh.runtime._tls.TlsChannel)
 
@@ -145,18 +150,41 @@ class Channel(asyncio.Protocol):
         self.dist.channel_opened(self)
         self.flush()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.proto.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
         self.last_recv = self._loop.time()
         kick()  # keep polling a while: the next message is likely close behind (see _loop)
+        first = self.bytes_in == 0
+        self.bytes_in += nbytes
+        try:
+            events = self.proto.buffer_updated(nbytes)
+        except RemoteProtocolError as e:
+            self._protocol_error(e, first)
+            return
+        self._events(events)
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes from a layer that hands over bytes objects (TLS)."""
+        self.last_recv = self._loop.time()
+        kick()
+        first = self.bytes_in == 0
         self.bytes_in += len(data)
         try:
             events = self.proto.receive_data(data)
         except RemoteProtocolError as e:
-            if self.plain and self.bytes_in == len(data) and data[:1] == b"\x16" and self.proto.role is Role.ACCEPTOR:
-                self._refuse_tls()
-            else:
-                self.fail("protocol_error", f"{type(e).__name__}: {e}")
+            self._protocol_error(e, first)
             return
+        self._events(events)
+
+    def _protocol_error(self, e: RemoteProtocolError, first: bool) -> None:
+        if self.plain and first and self.proto.role is Role.ACCEPTOR and self.proto.received_head(1) == b"\x16":
+            self._refuse_tls()
+        else:
+            self.fail("protocol_error", f"{type(e).__name__}: {e}")
+
+    def _events(self, events: list[Any]) -> None:
         conn = self.conn
         if conn is not None and events:
             self.msgs_in += len(events)
@@ -252,10 +280,15 @@ class Channel(asyncio.Protocol):
 
     def flush(self) -> None:
         self.flush_scheduled = False
-        data = self.proto.data_to_send()
-        if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
-            self.bytes_out += len(data)
+        buffers = self.proto.buffers_to_send()
+        if buffers and self.transport is not None and not self.transport.is_closing():
+            if len(buffers) == 1:
+                data = buffers[0]
+                self.transport.write(data)
+                self.bytes_out += len(data)
+            else:
+                self.transport.writelines(buffers)
+                self.bytes_out += sum(map(len, buffers))
             self.wrote_since_tick = True
 
     def tick(self) -> None:
@@ -315,7 +348,7 @@ class Connection:
         self.attempt: Channel | None = None  # our outgoing channel while handshaking
         self.incoming: Channel | None = None  # the peer's channel while handshaking
         self.dialing = False
-        self.queued: list[bytes] = []
+        self.queued: list[bytes | list[bytes]] = []
         self.queued_bytes = 0
         self.waiters: list[asyncio.Future[bool]] = []
         self.hidden = False
@@ -377,7 +410,7 @@ class Connection:
                 self.busy_sends,
             )
 
-    def out(self, data: bytes) -> None:
+    def out(self, data: bytes | list[bytes]) -> None:
         """Queue one encoded control message for this node."""
         ch = self.channel
         self.msgs_out += 1
@@ -401,7 +434,7 @@ class Connection:
             if self.queued_bytes >= self.busy_limit:
                 self._busy_send()
             self.queued.append(data)
-            self.queued_bytes += len(data)
+            self.queued_bytes += len(data) if type(data) is bytes else sum(map(len, data))
 
     def stats(self) -> ConnectionStats:
         ch = self.channel

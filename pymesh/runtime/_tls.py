@@ -196,6 +196,7 @@ class TlsChannel(Channel):
         self._outgoing = ssl.MemoryBIO()
         self._ssl = ctx.wrap_bio(self._incoming, self._outgoing, server_side=server_side, server_hostname=host)
         self.secure = False  # the TLS handshake is complete
+        self._scratch_view = memoryview(bytearray(_READ_CHUNK))
         self._first = True
 
     def __repr__(self) -> str:
@@ -207,6 +208,13 @@ class TlsChannel(Channel):
         super().connection_made(transport)
         if self.proto.role is Role.INITIATOR and self.close_reason is None:
             self._handshake()  # the client speaks first
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # ciphertext lands here; the plaintext goes through data_received below
+        return self._scratch_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self._scratch_view[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         if self._first:

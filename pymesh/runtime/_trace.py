@@ -157,10 +157,12 @@ class Tracer:
 
     # --- the hot paths (called by pymesh.runtime._connection) ------------------------
 
-    def outgoing(self, node: str, data: bytes) -> None:
+    def outgoing(self, node: str, data: bytes | list[bytes]) -> None:
         if node in self.ignore:
             return
         if self.room > 0:
+            if type(data) is list:  # encode_send's parts (a large payload)
+                data = b"".join(data)
             self.room -= 1
             self.seq += 1
             self.ring.append((time.time(), True, node, data))

@@ -64,8 +64,8 @@ from .._errors import (
     RemoteProtocolError,
 )
 from ._control import ARITY
-from ._frames import DEFAULT_MAX_FRAME, HEADER, TICK_FRAME, FrameReader
-from ._terms import DecodeLimits, decode_all, encode
+from ._frames import DEFAULT_MAX_FRAME, HEADER, TICK_FRAME, FrameBuffer
+from ._terms import BATCH_HEAD, DecodeLimits, batch_header, decode_all, decode_batch, encode
 
 __all__ = [
     "DistProtocol",
@@ -82,8 +82,8 @@ __all__ = [
 ]
 
 #: The highest protocol version this code speaks; peers negotiate the highest common one.
-PROTOCOL_VERSION: Final = 1
-MIN_PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
+MIN_PROTOCOL_VERSION: Final = 2
 
 #: Handshake flag: this node is hidden (its connections are not propagated).
 FLAG_HIDDEN: Final = 0x1
@@ -211,12 +211,15 @@ class DistProtocol:
         self.peer_flags = 0
         self.peer_creation = 0
         self.version = 0
-        self._reader = FrameReader(_MAX_HANDSHAKE_FRAME)  # max_frame applies once connected, however small
+        self._reader = FrameBuffer(_MAX_HANDSHAKE_FRAME)  # max_frame applies once connected, however small
         self._max_frame = max_frame
         self._limits = limits if limits is not None else DecodeLimits.for_frame(max_frame)
         self._out: list[bytes] = []  # framed handshake bytes
-        self._batch: list[bytes] = []  # encoded control messages awaiting a frame
+        # encoded control messages awaiting a frame: bytes, or a list of parts
+        # (encode_send of a large payload; _batch_parts says one is there)
+        self._batch: list[bytes | list[bytes]] = []
         self._batch_size = 0
+        self._batch_parts = False
         self._my_challenge = b""
         self._peer_challenge = b""
         if role is Role.INITIATOR:
@@ -242,8 +245,26 @@ class DistProtocol:
         """
         if self.state is State.CLOSED:
             return []
+        self._reader.feed(data)
+        return self._received()
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Where the next read should put its bytes (``BufferedProtocol``
+        style): the free room of the receive buffer. Report the read with
+        :meth:`buffer_updated` before asking again."""
+        return self._reader.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> list[Any]:
+        """A read put ``nbytes`` into the room :meth:`get_buffer` gave; return
+        the events they complete, as :meth:`receive_data` does. Frames are
+        decoded where they lie in the buffer: no copy of the bytes read."""
+        self._reader.written(nbytes)
+        if self.state is State.CLOSED:
+            return []
+        return self._received()
+
+    def _received(self) -> list[Any]:
         reader = self._reader
-        reader.feed(data)
         try:
             if self.state is State.CONNECTED:
                 return self._control_events(reader.pop_all())
@@ -262,6 +283,11 @@ class DistProtocol:
             self.state = State.CLOSED
             raise
 
+    def received_head(self, n: int) -> bytes:
+        """The first ``n`` bytes received and not yet consumed (to tell what a
+        peer that broke the protocol was speaking)."""
+        return self._reader.head(n)
+
     def receive_eof(self) -> None:
         """The peer closed its side; raises if that cut a message in half."""
         buffered = self._reader.buffered
@@ -276,7 +302,10 @@ class DistProtocol:
         for payload in frames:
             if not payload:
                 continue  # a tick: its arrival alone is the news
-            msgs = decode_all(payload, limits)
+            if payload[0] == BATCH_HEAD:
+                msgs = decode_batch(payload, limits)
+            else:  # a frame of bare messages, one after another: accepted too
+                msgs = decode_all(bytes(payload), limits)
             for m in msgs:
                 if type(m) is not list or not m or type(m[0]) is not int or arity.get(m[0]) != len(m):
                     raise RemoteProtocolError(f"malformed control message: {brief(m)}")
@@ -437,16 +466,22 @@ class DistProtocol:
         """
         data = encode(msg)
         size = len(data)
-        if size > self._max_frame:
+        if size > self._max_frame - _BATCH_OVERHEAD:
             raise EncodeError(f"message of {size} bytes exceeds the frame limit of {self._max_frame}")
         self._batch.append(data)
         self._batch_size += size
         return size
 
-    def send_encoded(self, data: bytes) -> None:
-        """Queue a control message that was encoded with :func:`encode` already."""
+    def send_encoded(self, data: bytes | list[bytes]) -> None:
+        """Queue a control message encoded already: the bytes of :func:`encode`,
+        or the list of parts :func:`encode_send` returns for a large payload
+        (they are written as they are, without being joined)."""
         self._batch.append(data)
-        self._batch_size += len(data)
+        if type(data) is list:
+            self._batch_size += sum(map(len, data))
+            self._batch_parts = True
+        else:
+            self._batch_size += len(data)
 
     def send_tick(self) -> None:
         """Queue a heartbeat (a zero-length frame)."""
@@ -459,39 +494,76 @@ class DistProtocol:
         return self._batch_size
 
     def data_to_send(self) -> bytes:
-        """Everything to write now: handshake frames, then (once connected) the
-        queued control messages as few frames as ``max_frame`` allows."""
+        """Everything to write now, as one bytes object (see :meth:`buffers_to_send`)."""
+        return b"".join(self.buffers_to_send())
+
+    def buffers_to_send(self) -> list[bytes]:
+        """Everything to write now, as buffers for one ``writelines``: handshake
+        frames, then (once connected) the queued control messages in as few
+        frames as ``max_frame`` allows, each frame one batch (a msgpack array
+        of the messages). Small pieces are joined; a large payload stays the
+        object the user sent, so it is copied only by the kernel."""
         out = self._out
         if self._batch and self.state is State.CONNECTED:
-            batch, size = self._batch, self._batch_size
-            self._batch, self._batch_size = [], 0
-            if size <= self._max_frame:
-                out.append(HEADER.pack(size))
-                out += batch
-            else:
+            batch, size, parts = self._batch, self._batch_size, self._batch_parts
+            self._batch, self._batch_size, self._batch_parts = [], 0, False
+            if size + _BATCH_OVERHEAD > self._max_frame:
                 self._split_frames(batch, out)
+            elif parts:
+                out.append(HEADER.pack(size + _BATCH_OVERHEAD) + batch_header(len(batch)))
+                _coalesce(batch, out)
+            else:
+                out.append(HEADER.pack(size + _BATCH_OVERHEAD) + batch_header(len(batch)))
+                out.append(b"".join(batch))  # type: ignore[arg-type]
         if not out:
-            return b""
+            return out
         self._out = []
-        return b"".join(out)
+        return out
 
-    def _split_frames(self, batch: list[bytes], out: list[bytes]) -> None:
-        chunk: list[bytes] = []
+    def _split_frames(self, batch: list[bytes | list[bytes]], out: list[bytes]) -> None:
+        limit = self._max_frame - _BATCH_OVERHEAD
+        chunk: list[bytes | list[bytes]] = []
         size = 0
-        for data in batch:
-            if chunk and size + len(data) > self._max_frame:
-                out.append(HEADER.pack(size))
-                out += chunk
+        for msg in batch:
+            n = len(msg) if type(msg) is bytes else sum(map(len, msg))
+            if chunk and size + n > limit:
+                out.append(HEADER.pack(size + _BATCH_OVERHEAD) + batch_header(len(chunk)))
+                _coalesce(chunk, out)
                 chunk, size = [], 0
-            chunk.append(data)
-            size += len(data)
+            chunk.append(msg)
+            size += n
         if chunk:
-            out.append(HEADER.pack(size))
-            out += chunk
+            out.append(HEADER.pack(size + _BATCH_OVERHEAD) + batch_header(len(chunk)))
+            _coalesce(chunk, out)
 
     def _send_hs(self, **msg: Any) -> None:
         payload = msgpack.packb(msg, use_bin_type=True)
         self._out.append(HEADER.pack(len(payload)) + payload)
+
+
+#: Bytes a frame spends on its batch header (a msgpack array32: 0xdd + u32 count).
+_BATCH_OVERHEAD = 5
+
+#: Pieces at least this long are written as they are; shorter ones are joined
+#: (a ``writev`` of thousands of tiny buffers costs more than one copy).
+_WRITE_AS_IS = 16 * 1024
+
+
+def _coalesce(batch: list[bytes | list[bytes]], out: list[bytes]) -> None:
+    """Append a batch's bytes to ``out``: every run of small pieces joined into
+    one buffer, each large piece (a payload ``encode_send`` kept apart) as is."""
+    run: list[bytes] = []
+    for msg in batch:
+        for piece in (msg,) if type(msg) is bytes else msg:
+            if len(piece) >= _WRITE_AS_IS:
+                if run:
+                    out.append(b"".join(run))
+                    run = []
+                out.append(piece)  # type: ignore[arg-type]
+            else:
+                run.append(piece)  # type: ignore[arg-type]
+    if run:
+        out.append(b"".join(run))
 
 
 def refusal(reason: str) -> bytes:

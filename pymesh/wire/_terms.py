@@ -48,7 +48,7 @@ from msgpack import ExtType, Packer
 from .._errors import DecodeError, EncodeError
 from ._types import NO_NODE, Pid, Ref, RemoteError
 
-__all__ = ["encode", "encode_send", "decode", "decode_all", "DecodeLimits", "MAX_DEPTH", "EXT_TUPLE", "EXT_PID", "EXT_REF"]
+__all__ = ["encode", "encode_send", "decode", "decode_all", "decode_batch", "BATCH_HEAD", "DecodeLimits", "MAX_DEPTH", "EXT_TUPLE", "EXT_PID", "EXT_REF"]
 
 EXT_TUPLE = 1
 EXT_PID = 2
@@ -279,13 +279,20 @@ def _encode_list(term: list[Any]) -> bytes:
     return b"".join(parts)
 
 
-def encode_send(to: Pid, msg: Any) -> bytes:
+def encode_send(to: Pid, msg: Any) -> bytes | list[bytes]:
     """``encode([SEND, to, msg])``, the message every ``send`` to a remote pid
-    becomes, without building the list (byte for byte the same)."""
+    becomes, without building the list (byte for byte the same).
+
+    When ``msg`` is a tuple holding a bytes payload of :data:`_BIG_BYTES` or
+    more, the result is a *list* of parts whose concatenation is that
+    encoding: the payload object itself is one of them, so that the socket
+    write (a ``writelines``) is the only copy of it."""
     try:
         if type(msg) is tuple:
             parts = [_SEND_HEAD, _pid_ext(to)]
             _tuple_parts(msg, parts.append)
+            if len(parts) > 4:  # the tuple kept a large payload apart
+                return _join_small(parts)
             return b"".join(parts)
         return _SEND_HEAD + _pid_ext(to) + _top.pack(msg)
     except EncodeError:
@@ -295,6 +302,23 @@ def encode_send(to: Pid, msg: Any) -> bytes:
     finally:
         global _depth
         _depth = 0
+
+
+def _join_small(parts: list[bytes]) -> list[bytes]:
+    """Join each run of small parts; keep the large payloads as they are."""
+    out: list[bytes] = []
+    run: list[bytes] = []
+    for p in parts:
+        if len(p) >= _BIG_BYTES:
+            if run:
+                out.append(b"".join(run))
+                run = []
+            out.append(p)
+        else:
+            run.append(p)
+    if run:
+        out.append(b"".join(run))
+    return out
 
 
 _SEND_HEAD = b"\x93\x01"  # [SEND (op 1), to, msg]: a 3-element array, then the op
@@ -482,3 +506,39 @@ def decode_all(data: bytes, limits: DecodeLimits | None = None) -> list[Any]:
     if end != len(data):
         raise DecodeError(f"truncated term at byte {end} of {len(data)}")
     return terms
+
+
+#: The first byte of a batch: a msgpack array32 header (``0xdd`` + u32 count).
+BATCH_HEAD = 0xDD
+
+
+def batch_header(count: int) -> bytes:
+    """The header of a batch of ``count`` encoded terms (see :func:`decode_batch`)."""
+    return b"\xdd" + count.to_bytes(4, "big")
+
+
+def decode_batch(data: bytes | memoryview, limits: DecodeLimits | None = None) -> list[Any]:
+    """Decode a batch: :func:`batch_header` followed by that many encoded terms,
+    which together make one msgpack array. The terms come back as a list.
+
+    ``data`` may be a ``memoryview`` (of a receive buffer): it is decoded where
+    it lies, so its bytes are copied only into the objects built from them.
+    Raises :class:`DecodeError` on anything else: a short or long count, a
+    truncated term, trailing bytes, a container over ``limits``.
+    """
+    global _dec_depth, _limits, _limits_floor
+    if len(data) < 5 or data[0] != BATCH_HEAD:
+        raise DecodeError("not a batch (it must start with an array32 header)")
+    try:
+        if limits is not None and len(data) > limits._floor:
+            _limits, _limits_floor = limits._kwargs, limits._floor
+            terms = msgpack.unpackb(data, ext_hook=_ext_hook, strict_map_key=False, use_list=True, **_limits)
+        else:
+            terms = msgpack.unpackb(data, ext_hook=_ext_hook, strict_map_key=False, use_list=True)
+    except Exception as e:
+        raise _as_decode_error(e) from None
+    finally:
+        _dec_depth = 0
+        if _limits is not _NO_LIMITS:
+            _limits, _limits_floor = _NO_LIMITS, 1 << 62
+    return terms  # type: ignore[no-any-return]
