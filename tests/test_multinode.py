@@ -690,6 +690,39 @@ def test_genserver_calls_across_nodes(cluster: Cluster) -> None:
     run(scenario)
 
 
+def test_a_call_and_its_monitor_leave_in_one_write(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``call`` corks the connection: MONITOR and ``$gen_call`` (and the last
+    call's lazy DEMONITOR) go out together, one write per call, not three."""
+    from pymesh.runtime._connection import Channel
+
+    async def scenario() -> None:
+        (b,) = await cluster.start(1)
+        async with local_node():
+            kv = ("kv", b.name)
+            assert await call(kv, ("put", "k", 1)) == "ok"
+            writes: list[int] = []
+            flush = Channel.flush
+
+            def counting_flush(self: Channel) -> None:
+                pending = self.proto.pending_bytes
+                flush(self)
+                if pending:
+                    writes.append(pending)
+
+            monkeypatch.setattr(Channel, "flush", counting_flush)
+            for _ in range(50):  # back to back: each call's demonitor leaves with the next call
+                assert await call(kv, ("get", "k")) == 1
+            await asyncio.sleep(0.05)
+            assert 50 <= len(writes) <= 52, writes
+            for _ in range(5):  # on an idle connection too, a call is one write
+                await asyncio.sleep(0.02)
+                writes.clear()
+                assert await call(kv, ("get", "k")) == 1
+                assert len(writes) == 1, writes
+
+    run(scenario)
+
+
 # --- names, cookies and port mappers -------------------------------------------------------------
 
 

@@ -684,3 +684,147 @@ def test_protocol_module_keeps_no_io() -> None:
     source = Path(_protocol.__file__).read_text(encoding="utf-8")
     for forbidden in ("import asyncio", "import socket", "import time", "import select"):
         assert forbidden not in source
+
+
+# --- zero-copy receive, batches and large payloads -------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from pymesh import DecodeError  # noqa: E402
+from pymesh.wire._frames import FrameBuffer  # noqa: E402
+from pymesh.wire._terms import batch_header, decode_batch, encode_send  # noqa: E402
+
+BIG = bytes(range(256)) * 256  # 64 KiB
+
+
+def read_into(proto: DistProtocol, data: bytes, sizes: list[int]) -> list[Any]:
+    """Deliver ``data`` the way a BufferedProtocol transport does: each read
+    fills at most the room get_buffer offers, in reads of the given sizes."""
+    events: list[Any] = []
+    pos, k = 0, 0
+    while pos < len(data):
+        room = proto.get_buffer(-1)
+        n = min(len(room), len(data) - pos, sizes[k % len(sizes)] if sizes else len(data))
+        room[:n] = data[pos : pos + n]
+        room.release()
+        events += proto.buffer_updated(n)
+        pos += n
+        k += 1
+    return events
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    payloads=st.lists(st.sampled_from([b"", b"x", BIG, BIG[:5000], BIG * 3]), min_size=1, max_size=12),
+    sizes=st.lists(st.integers(min_value=1, max_value=300_000), min_size=1, max_size=8),
+)
+def test_reads_into_the_buffer_of_any_sizes_give_the_same_messages(payloads: list[bytes], sizes: list[int]) -> None:
+    pair = Pair(i_max_frame=1 << 22, a_max_frame=1 << 22)
+    pair.connect()
+    for i, p in enumerate(payloads):
+        pair.i.send_encoded(encode_send(P2, ("msg", i, p)))
+        if i % 3 == 2:
+            pair.i.send_tick()
+    data = pair.i.data_to_send()
+    assert read_into(pair.a, data, sizes) == [[SEND, P2, ("msg", i, p)] for i, p in enumerate(payloads)]
+    assert pair.a._reader.buffered == 0
+
+
+def test_receive_buffer_grows_while_reads_fill_it_and_fits_a_frame_larger_than_that() -> None:
+    buf = FrameBuffer(max_frame=1 << 24, initial=4096, largest=64 * 1024)
+    sizes = []
+    for _ in range(8):  # reads that fill all the room: the buffer doubles, up to largest
+        room = buf.get_buffer()
+        sizes.append(len(room))
+        room[:] = b"\0" * len(room)  # ticks
+        buf.written(len(room))
+        assert all(f == b"" for f in buf.pop_all())
+    assert sizes[0] == 4096 and max(sizes) == 64 * 1024
+    # a 1 MiB frame: the buffer grows to hold all of it, and it comes out whole
+    body = BIG * 16
+    buf.feed(len(body).to_bytes(4, "big") + body[:10])
+    assert buf.pop_all() == []
+    room = buf.get_buffer()
+    assert len(room) >= len(body) - 10
+    room[: len(body) - 10] = body[10:]
+    buf.written(len(body) - 10)
+    (frame_view,) = buf.pop_all()
+    assert bytes(frame_view) == body and buf.buffered == 0
+
+
+def test_frames_handed_out_stay_valid_until_the_next_read_and_a_partial_frame_is_kept() -> None:
+    buf = FrameBuffer(initial=64)
+    data = frame(b"a" * 20) + frame(b"b" * 20) + frame(b"c" * 20)[:10]
+    buf.feed(data[:60])
+    views = buf.pop_all()
+    assert [bytes(v) for v in views] == [b"a" * 20, b"b" * 20]
+    buf.get_buffer()  # moves the partial third frame to the front while the views live
+    buf.feed(data[60:] + frame(b"c" * 20)[10:])
+    assert [bytes(v) for v in buf.pop_all()] == [b"c" * 20]
+
+
+def test_frames_are_batches_of_messages_and_bare_messages_are_accepted_too() -> None:
+    pair = Pair()
+    pair.connect()
+    pair.i.send_control([SEND, P2, 1])
+    pair.i.send_control([SEND, P2, 2])
+    (payload,) = frames_of(pair.i.data_to_send())
+    assert payload[:5] == batch_header(2)
+    assert decode_batch(payload) == [[SEND, P2, 1], [SEND, P2, 2]]
+    # one message after another with no batch header: what a hand-written frame is
+    assert pair.a.receive_data(frame(encode([SEND, P2, 3]) + encode([SEND, P2, 4]))) == [
+        [SEND, P2, 3],
+        [SEND, P2, 4],
+    ]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        batch_header(3) + encode([SEND, P2, 1]) + encode([SEND, P2, 2]),  # one short
+        batch_header(1) + encode([SEND, P2, 1]) + encode([SEND, P2, 2]),  # one extra
+        batch_header(1) + encode([SEND, P2, "x"])[:-1],  # truncated
+        b"\xdd\x00\x00",  # a header cut short
+    ],
+    ids=["short", "extra", "truncated", "cut-header"],
+)
+def test_a_batch_whose_count_does_not_match_is_a_remote_protocol_error(payload: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_batch(payload)
+    pair = Pair()
+    pair.connect()
+    with pytest.raises(RemoteProtocolError):
+        pair.a.receive_data(frame(payload))
+    assert pair.a.state is State.CLOSED
+
+
+def test_a_large_payload_is_written_as_the_object_sent_never_copied() -> None:
+    pair = Pair(i_max_frame=1 << 22, a_max_frame=1 << 22)
+    pair.connect()
+    payload = BIG * 2
+    parts = encode_send(P2, ("msg", 1, payload))
+    assert type(parts) is list and any(p is payload for p in parts)
+    assert b"".join(parts) == encode([SEND, P2, ("msg", 1, payload)])
+    for i in range(50):
+        pair.i.send_control([SEND, P2, i])  # small ones around it are joined into one buffer
+    pair.i.send_encoded(parts)
+    pair.i.send_control([SEND, P2, "after"])
+    buffers = pair.i.buffers_to_send()
+    assert any(b is payload for b in buffers)
+    assert len(buffers) <= 4
+    events = pair.a.receive_data(b"".join(buffers))
+    assert events[-2:] == [[SEND, P2, ("msg", 1, payload)], [SEND, P2, "after"]]
+    assert len(events) == 52
+
+
+def test_a_batch_of_large_payloads_over_max_frame_splits_between_whole_messages() -> None:
+    pair = Pair(i_max_frame=200_000, a_max_frame=200_000)
+    pair.connect()
+    for i in range(7):
+        pair.i.send_encoded(encode_send(P2, ("msg", i, BIG)))
+    frames = frames_of(pair.i.data_to_send())
+    assert len(frames) == 3  # 3 + 3 + 1 messages of 64 KiB under a 200 kB limit
+    assert all(len(f) <= 200_000 for f in frames)
+    events = [m for f in frames for m in decode_batch(f)]
+    assert events == [[SEND, P2, ("msg", i, BIG)] for i in range(7)]

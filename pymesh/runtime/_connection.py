@@ -410,8 +410,12 @@ class Connection:
                 self.busy_sends,
             )
 
-    def out(self, data: bytes | list[bytes]) -> None:
-        """Queue one encoded control message for this node."""
+    def out(self, data: bytes | list[bytes], urgent: bool = True) -> None:
+        """Queue one encoded control message for this node.
+
+        On an idle connection an ``urgent`` message is written at once; the
+        others (and anything sent while a write is pending) leave together at
+        the end of the loop iteration."""
         ch = self.channel
         self.msgs_out += 1
         if tracer is not None:
@@ -427,7 +431,8 @@ class Connection:
                 return
             # An idle connection writes at once (no added latency); sends that
             # follow in the same loop iteration batch up behind a scheduled flush.
-            ch.flush()
+            if urgent:
+                ch.flush()
             ch.flush_scheduled = True
             ch._loop.call_soon(ch.flush)
         else:

@@ -95,12 +95,16 @@ async def call(dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
         target: Any = pid
     else:
         target = dest
-    ref = P.monitor(target)
+    corked = P.cork(target)  # the monitor and the request leave in one write
     try:
-        P.send(target, ("$gen_call", (me.pid, ref), request))
-    except P.NoProcess:
-        P.demonitor(ref, flush=True)
-        raise CallExit(dest, "noproc") from None
+        ref = P.monitor(target)
+        try:
+            P.send(target, ("$gen_call", (me.pid, ref), request))
+        except P.NoProcess:
+            P.demonitor(ref, flush=True)
+            raise CallExit(dest, "noproc") from None
+    finally:
+        P.uncork(corked)
 
     def match(m: Any) -> bool:
         return type(m) is tuple and (

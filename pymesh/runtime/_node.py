@@ -208,7 +208,7 @@ class Distribution:
         conn = self.conns.get(node) or self.conn_for(node)
         conn.out(_terms.encode([REG_SEND, frm, name, msg]))
 
-    def _control(self, node: str, msg: list[Any]) -> None:
+    def _control(self, node: str, msg: list[Any], urgent: bool = True) -> None:
         try:
             data = _terms.encode(msg)
         except EncodeError as e:
@@ -216,7 +216,7 @@ class Distribution:
             msg[-1] = repr(msg[-1])
             log.debug("control message reason not encodable (%s); sending its repr", e)
             data = _terms.encode(msg)
-        self.conn_for(node).out(data)
+        self.conn_for(node).out(data, urgent)
 
     def link(self, frm: Pid, to: Pid) -> None:
         self._control(to.node, [LINK, frm, to])
@@ -233,11 +233,30 @@ class Distribution:
 
     def demonitor(self, frm: Pid, to: Pid | str, node: str, ref: Ref) -> None:
         if node in self.conns:
-            self._control(node, [DEMONITOR, frm, to, ref])
+            # nobody waits for it: it leaves with whatever is sent next, or at
+            # the end of this loop iteration (a call's demonitor then travels
+            # with the next call's request, in one write)
+            self._control(node, [DEMONITOR, frm, to, ref], urgent=False)
 
     def down(self, watcher: Pid, ref: Ref, obj: Any, reason: Any) -> None:
         if watcher.node in self.conns:
             self._control(watcher.node, [DOWN, obj, watcher, ref, reason])
+
+    def cork(self, node: str) -> Channel | None:
+        """Hold back the write of what is sent to ``node`` next (normally the
+        first message on an idle connection is written at once) until the
+        channel returned is flushed, which writes it with anything else
+        pending — at the latest at the end of this loop iteration. None when
+        no connection is up. Used by ``call`` so that the monitor and the
+        request (and the previous call's demonitor) leave in one write."""
+        conn = self.conns.get(node)
+        ch = conn.channel if conn is not None else None
+        if ch is None:
+            return None
+        if not ch.flush_scheduled:
+            ch.flush_scheduled = True
+            ch._loop.call_soon(ch.flush)
+        return ch
 
     def busy(self, node: str) -> int:
         """The bytes queued for ``node`` when its connection is busy, else 0."""

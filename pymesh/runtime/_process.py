@@ -114,6 +114,7 @@ class RemoteOps(Protocol):
     def demonitor(self, frm: Pid, to: Pid | str, node: str, ref: Ref) -> None: ...
     def down(self, watcher: Pid, ref: Ref, obj: Any, reason: Any) -> None: ...
     def busy(self, node: str) -> int: ...
+    def cork(self, node: str) -> Any: ...
     async def wait_not_busy(self, node: str) -> None: ...
 
 
@@ -411,6 +412,22 @@ def send(dest: Any, msg: Any) -> Any:
                 raise NoProcess(dest)
             return send(pid, msg)
     raise BadName(f"cannot send to {dest!r}: expected a Pid, a name, (name, node) or ('via', registry, key)")
+
+
+def cork(dest: Any) -> Any:
+    """Hold back the write of what this task sends next to ``dest``'s node
+    until :func:`uncork` of the handle returned (None when ``dest`` is local or
+    nothing needs holding), so that several messages leave in one write."""
+    node = _remote_node(dest)
+    if node is None or rt.dist is None:
+        return None
+    return rt.dist.cork(node)
+
+
+def uncork(handle: Any) -> None:
+    """Write what :func:`cork` held back."""
+    if handle is not None:
+        handle.flush()
 
 
 def _remote_node(dest: Any) -> str | None:
