@@ -47,11 +47,11 @@ __all__ = ["Channel", "Connection", "ConnectionStats", "FLUSH_AT", "DEFAULT_BUSY
 log = logging.getLogger("pymesh.dist")
 
 #: Flush a batch immediately once it holds this many bytes.
-FLUSH_AT = 256 * 1024
+FLUSH_AT = 1024 * 1024
 
 #: Bytes queued for one peer beyond which its connection is busy, unless
 #: ``start(dist_buf_busy_limit=...)`` says otherwise. Erlang's ``+zdbbl`` defaults
-#: to 1 MiB; a pymesh flush alone may carry 256 KiB, hence more headroom.
+#: to 1 MiB; a pymesh flush alone may carry 1 MiB (FLUSH_AT), hence more headroom.
 DEFAULT_BUSY_LIMIT = 8 * 1024 * 1024
 
 _BUSY_WARN_EVERY = 10.0  # seconds between two "busy" warnings of one connection
@@ -423,9 +423,9 @@ class Connection:
         if ch is not None:
             if ch.paused:
                 self._busy_send()
-            ch.proto.send_encoded(data)
+            pending = ch.proto.send_encoded(data)
             if ch.flush_scheduled:
-                if ch.proto.pending_bytes >= FLUSH_AT:
+                if pending >= FLUSH_AT:
                     ch.flush()
                     ch.flush_scheduled = True
                 return

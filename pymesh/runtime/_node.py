@@ -585,7 +585,10 @@ class Distribution:
                             raise RemoteProtocolError(f"SEND to a non-pid {brief(to)}")
                         proc = procs.get(to.id)
                         if proc is not None and to.creation == rt.creation and to.node == rt.node:
-                            deliver(proc, m[2])
+                            if proc.waiter is None and not proc.max_mailbox:
+                                proc.mailbox.append(m[2])  # deliver() with nothing to wake or check
+                            else:
+                                deliver(proc, m[2])
                     elif op == REG_SEND:
                         proc = names.get(m[2])
                         if proc is not None:

@@ -472,16 +472,18 @@ class DistProtocol:
         self._batch_size += size
         return size
 
-    def send_encoded(self, data: bytes | list[bytes]) -> None:
+    def send_encoded(self, data: bytes | list[bytes]) -> int:
         """Queue a control message encoded already: the bytes of :func:`encode`,
         or the list of parts :func:`encode_send` returns for a large payload
-        (they are written as they are, without being joined)."""
+        (they are written as they are, without being joined). Returns the
+        bytes now queued (:attr:`pending_bytes`)."""
         self._batch.append(data)
-        if type(data) is list:
+        if type(data) is bytes:
+            self._batch_size += len(data)
+        else:
             self._batch_size += sum(map(len, data))
             self._batch_parts = True
-        else:
-            self._batch_size += len(data)
+        return self._batch_size
 
     def send_tick(self) -> None:
         """Queue a heartbeat (a zero-length frame)."""

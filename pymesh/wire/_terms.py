@@ -287,21 +287,43 @@ def encode_send(to: Pid, msg: Any) -> bytes | list[bytes]:
     more, the result is a *list* of parts whose concatenation is that
     encoding: the payload object itself is one of them, so that the socket
     write (a ``writelines``) is the only copy of it."""
+    global _depth
+    head = _send_heads.get(to)
+    if head is None:
+        head = _send_head(to)
     try:
         if type(msg) is tuple:
-            parts = [_SEND_HEAD, _pid_ext(to)]
-            _tuple_parts(msg, parts.append)
-            if len(parts) > 4:  # the tuple kept a large payload apart
-                return _join_small(parts)
-            return b"".join(parts)
-        return _SEND_HEAD + _pid_ext(to) + _top.pack(msg)
+            for x in msg:
+                if type(x) is bytes and len(x) >= _BIG_BYTES:
+                    parts = [head]
+                    _tuple_parts(msg, parts.append)
+                    return _join_small(parts)
+            _depth = 1  # nested tuples pack on the packers below this one
+            body = _nested_pack(list(msg))
+            n = len(body)
+            return head + (_TUPLE_HEADERS[n] if n < 256 else _ext_header(EXT_TUPLE, n)) + body
+        return head + _top.pack(msg)
     except EncodeError:
         raise
     except (TypeError, ValueError, OverflowError) as e:
         raise EncodeError(f"cannot encode term: {e}") from None
     finally:
-        global _depth
         _depth = 0
+
+
+# ``[SEND, to, `` for each recent destination: the start of every message to it.
+_send_heads: dict[Pid, bytes] = {}
+_nested_pack = _nested.pack
+_TUPLE_HEADERS = [_ext_header(EXT_TUPLE, n) for n in range(256)]
+
+
+def _send_head(to: Pid) -> bytes:
+    head = _SEND_HEAD + _pid_ext(to)
+    if to.node != NO_NODE:  # a NO_NODE pid's bytes change when the node starts
+        if len(_send_heads) >= 65536:
+            _send_heads.clear()
+        _send_heads[to] = head
+    return head
 
 
 def _join_small(parts: list[bytes]) -> list[bytes]:
@@ -443,10 +465,29 @@ _EXT_DECODERS: dict[int, Callable[[bytes], Any]] = {
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
+    # msgpack calls this for every tuple and pid of every message: the two
+    # common cases are inlined here (the table below has the rest)
+    global _dec_depth
+    if code == EXT_TUPLE:
+        if _dec_depth >= MAX_DEPTH:
+            raise DecodeError(f"term nests tuples/sets deeper than {MAX_DEPTH} levels")
+        _dec_depth += 1  # the top-level decode resets it if this raises
+        if len(data) > _limits_floor:
+            items = _unpackb(data, ext_hook=_ext_hook, strict_map_key=False, **_limits)
+        else:
+            items = _unpackb(data, ext_hook=_ext_hook, strict_map_key=False)
+        _dec_depth -= 1
+        return tuple(items)
+    if code == EXT_PID:
+        pid = _pid_cache.get(data)
+        return pid if pid is not None else _ext_pid(data)
     decoder = _EXT_DECODERS.get(code)
     if decoder is None:
         raise DecodeError(f"unknown ext type {code}")
     return decoder(data)
+
+
+_unpackb = msgpack.unpackb
 
 
 def _as_decode_error(e: Exception) -> DecodeError:
