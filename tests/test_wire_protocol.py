@@ -693,6 +693,8 @@ from hypothesis import strategies as st  # noqa: E402
 
 from pymesh import DecodeError  # noqa: E402
 from pymesh.wire._frames import FrameBuffer  # noqa: E402
+from pymesh.wire import decode  # noqa: E402
+from pymesh.wire._control import SEND_TUPLE  # noqa: E402
 from pymesh.wire._terms import batch_header, decode_batch, encode_send  # noqa: E402
 
 BIG = bytes(range(256)) * 256  # 64 KiB
@@ -805,7 +807,7 @@ def test_a_large_payload_is_written_as_the_object_sent_never_copied() -> None:
     payload = BIG * 2
     parts = encode_send(P2, ("msg", 1, payload))
     assert type(parts) is list and any(p is payload for p in parts)
-    assert b"".join(parts) == encode([SEND, P2, ("msg", 1, payload)])
+    assert decode(b"".join(parts)) == [SEND_TUPLE, P2, "msg", 1, payload]  # the items inline
     for i in range(50):
         pair.i.send_control([SEND, P2, i])  # small ones around it are joined into one buffer
     pair.i.send_encoded(parts)
@@ -826,5 +828,31 @@ def test_a_batch_of_large_payloads_over_max_frame_splits_between_whole_messages(
     frames = frames_of(pair.i.data_to_send())
     assert len(frames) == 3  # 3 + 3 + 1 messages of 64 KiB under a 200 kB limit
     assert all(len(f) <= 200_000 for f in frames)
-    events = [m for f in frames for m in decode_batch(f)]
-    assert events == [[SEND, P2, ("msg", i, BIG)] for i in range(7)]
+    terms = [m for f in frames for m in decode_batch(f)]
+    assert terms == [[SEND_TUPLE, P2, "msg", i, BIG] for i in range(7)]
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [(), ("one",), ("msg", 1, {"k": (1, [2])}), tuple(range(13)), tuple(range(14)), tuple(range(40)),
+     ("big", BIG, "tail", BIG[:4096]), (("nested",), [("in", "list")], {("k",): frozenset({1})})],
+    ids=["empty", "one", "small", "13", "14", "40", "big", "nested"],
+)
+def test_a_sent_tuple_travels_with_its_items_inline_and_arrives_as_a_send(msg: tuple[Any, ...]) -> None:
+    pair = Pair()
+    pair.connect()
+    data = encode_send(P2, msg)
+    raw = decode(data if type(data) is bytes else b"".join(data))
+    assert raw == [SEND_TUPLE, P2, *msg]
+    pair.i.send_encoded(data)
+    pair.i.send_encoded(encode_send(P2, [1, ("list", "not a tuple")]))  # anything else: a plain SEND
+    assert pair.a.receive_data(pair.i.data_to_send()) == [[SEND, P2, msg], [SEND, P2, [1, ("list", "not a tuple")]]]
+
+
+@pytest.mark.parametrize("term", [[SEND_TUPLE], [SEND_TUPLE, P2, "x"][:1]], ids=["no-pid", "op-only"])
+def test_a_send_tuple_without_its_pid_is_a_remote_protocol_error(term: list[Any]) -> None:
+    pair = Pair()
+    pair.connect()
+    pair.i.send_encoded(encode(term))
+    with pytest.raises(RemoteProtocolError, match="malformed control message"):
+        pair.a.receive_data(pair.i.data_to_send())

@@ -52,6 +52,7 @@ from ..wire._control import (
     OP_NAMES,
     REG_SEND,
     SEND,
+    SEND_TUPLE,
     SERVICE,
     SPAWN_REPLY,
     SPAWN_REQUEST,
@@ -416,6 +417,8 @@ def _classify(t: float, direction: str, node: str, m: list[Any], size: int, appr
     op = m[0]
     if type(op) is not int:
         return TraceEvent(t, direction, node, "?", "", "", size, short_repr(m), approx=approx)
+    if op == SEND_TUPLE and len(m) >= 2:  # how a send of a tuple travels: items inline
+        op, m = SEND, [SEND, m[1], tuple(m[2:])]
     kind = OP_NAMES.get(op, f"op{op}")
     frm: Any = None
     to: Any = None

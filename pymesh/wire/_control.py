@@ -20,7 +20,14 @@ SPAWN_REPLY        11  ref, to_pid, ok, pid-or-reason
 NODES              12  [node names]                 (transitive connect)
 DISCONNECT         13  reason                       (a graceful goodbye)
 SERVICE            14  service name, payload        (for upper layers)
+SEND_TUPLE         15  to_pid, *items               (a SEND of a tuple, see below)
 =================  ==  =====================================================
+
+``SEND_TUPLE`` is how a ``send`` of a tuple travels: its items inline, one
+array instead of an array holding a tuple ext, so that the receiver decodes
+the message without a Python call per tuple. It has no fixed arity (two
+fields at least) and never reaches the runtime: the protocol hands it on as
+``[SEND, to_pid, tuple(items)]``.
 
 ``SERVICE`` is how registries, discovery and tracing add messages of their own
 without touching this table: the runtime routes a payload to the handler an
@@ -34,7 +41,7 @@ from typing import Final
 __all__ = [
     "SEND", "REG_SEND", "LINK", "UNLINK", "EXIT", "EXIT2", "MONITOR", "DEMONITOR",
     "DOWN", "SPAWN_REQUEST", "SPAWN_REPLY", "NODES", "DISCONNECT", "SERVICE",
-    "ARITY", "OP_NAMES",
+    "SEND_TUPLE", "ARITY", "OP_NAMES",
 ]
 
 SEND: Final = 1
@@ -51,8 +58,9 @@ SPAWN_REPLY: Final = 11
 NODES: Final = 12
 DISCONNECT: Final = 13
 SERVICE: Final = 14
+SEND_TUPLE: Final = 15
 
-#: op -> number of array elements, op included.
+#: op -> number of array elements, op included (SEND_TUPLE: any, 2 at least).
 ARITY: Final[dict[int, int]] = {
     SEND: 3,
     REG_SEND: 4,
@@ -86,4 +94,5 @@ OP_NAMES: Final[dict[int, str]] = {
     NODES: "nodes",
     DISCONNECT: "disconnect",
     SERVICE: "service",
+    SEND_TUPLE: "send",
 }

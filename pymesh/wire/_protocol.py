@@ -63,7 +63,7 @@ from .._errors import (
     LocalProtocolError,
     RemoteProtocolError,
 )
-from ._control import ARITY
+from ._control import ARITY, SEND, SEND_TUPLE
 from ._frames import DEFAULT_MAX_FRAME, HEADER, TICK_FRAME, FrameBuffer
 from ._terms import BATCH_HEAD, DecodeLimits, batch_header, decode_all, decode_batch, encode
 
@@ -306,8 +306,13 @@ class DistProtocol:
                 msgs = decode_batch(payload, limits)
             else:  # a frame of bare messages, one after another: accepted too
                 msgs = decode_all(bytes(payload), limits)
-            for m in msgs:
-                if type(m) is not list or not m or type(m[0]) is not int or arity.get(m[0]) != len(m):
+            for i, m in enumerate(msgs):
+                if type(m) is not list or not m or type(op := m[0]) is not int:
+                    raise RemoteProtocolError(f"malformed control message: {brief(m)}")
+                if arity.get(op) != len(m):
+                    if op == SEND_TUPLE and len(m) >= 2:
+                        msgs[i] = [SEND, m[1], tuple(m[2:])]  # a send like any other from here on
+                        continue
                     raise RemoteProtocolError(f"malformed control message: {brief(m)}")
             out += msgs
         return out

@@ -280,29 +280,35 @@ def _encode_list(term: list[Any]) -> bytes:
 
 
 def encode_send(to: Pid, msg: Any) -> bytes | list[bytes]:
-    """``encode([SEND, to, msg])``, the message every ``send`` to a remote pid
-    becomes, without building the list (byte for byte the same).
+    """Encode the control message a ``send`` of ``msg`` to remote ``to`` becomes.
 
-    When ``msg`` is a tuple holding a bytes payload of :data:`_BIG_BYTES` or
-    more, the result is a *list* of parts whose concatenation is that
-    encoding: the payload object itself is one of them, so that the socket
-    write (a ``writelines``) is the only copy of it."""
+    A tuple — nearly every message — travels as ``[SEND_TUPLE, to, *items]``:
+    its items inline in the control message rather than wrapped in a tuple
+    ext, so the receiver's C decoder builds them with no Python call (the
+    protocol hands the message on as ``[SEND, to, tuple(items)]``). Anything
+    else is ``[SEND, to, msg]``, as :func:`encode` would write it.
+
+    When the tuple holds a bytes payload of :data:`_BIG_BYTES` or more, the
+    result is a *list* of parts to be written one after another: the payload
+    object itself is one of them, so that the socket write (a ``writelines``)
+    is the only copy of it on this side, and the receiver's decoder the only
+    one on the other."""
     global _depth
-    head = _send_heads.get(to)
-    if head is None:
-        head = _send_head(to)
+    pid = _pid_bytes.get(to)
+    if pid is None:
+        pid = _pid_ext(to)
     try:
         if type(msg) is tuple:
+            n = len(msg)
             for x in msg:
                 if type(x) is bytes and len(x) >= _BIG_BYTES:
-                    parts = [head]
-                    _tuple_parts(msg, parts.append)
-                    return _join_small(parts)
+                    return _send_tuple_parts(pid, msg)
             _depth = 1  # nested tuples pack on the packers below this one
-            body = _nested_pack(list(msg))
-            n = len(body)
-            return head + (_TUPLE_HEADERS[n] if n < 256 else _ext_header(EXT_TUPLE, n)) + body
-        return head + _top.pack(msg)
+            items = _nested_pack(list(msg))
+            if n < 14:  # [SEND_TUPLE, to, *items] is a fixarray; so was items
+                return _SEND_TUPLE_HEADS[n] + pid + items[1:]
+            return _array_header(n + 2) + _SEND_TUPLE_OP + pid + items[len(_array_header(n)) :]
+        return _SEND_HEAD + pid + _top.pack(msg)
     except EncodeError:
         raise
     except (TypeError, ValueError, OverflowError) as e:
@@ -311,19 +317,25 @@ def encode_send(to: Pid, msg: Any) -> bytes | list[bytes]:
         _depth = 0
 
 
-# ``[SEND, to, `` for each recent destination: the start of every message to it.
-_send_heads: dict[Pid, bytes] = {}
+def _send_tuple_parts(pid: bytes, t: tuple[Any, ...]) -> list[bytes]:
+    """``[SEND_TUPLE, to, *items]`` as parts, each large bytes item its own."""
+    global _depth
+    _depth = 1
+    parts = [_array_header(len(t) + 2) + _SEND_TUPLE_OP + pid]
+    pack = _nested.pack
+    for x in t:
+        if type(x) is bytes and len(x) >= _BIG_BYTES:
+            parts.append(_bin_header(len(x)))
+            parts.append(x)
+        else:
+            parts.append(pack(x))
+    return _join_small(parts)
+
+
 _nested_pack = _nested.pack
-_TUPLE_HEADERS = [_ext_header(EXT_TUPLE, n) for n in range(256)]
-
-
-def _send_head(to: Pid) -> bytes:
-    head = _SEND_HEAD + _pid_ext(to)
-    if to.node != NO_NODE:  # a NO_NODE pid's bytes change when the node starts
-        if len(_send_heads) >= 65536:
-            _send_heads.clear()
-        _send_heads[to] = head
-    return head
+_SEND_TUPLE = 15  # pymesh.wire._control.SEND_TUPLE (this module sits below that one)
+_SEND_TUPLE_OP = bytes((_SEND_TUPLE,))
+_SEND_TUPLE_HEADS = [bytes((0x90 | (n + 2), _SEND_TUPLE)) for n in range(14)]
 
 
 def _join_small(parts: list[bytes]) -> list[bytes]:
