@@ -95,6 +95,29 @@ async def _resolves_everywhere(nodes: list[str], reg: str, key: Any, pid: Any) -
     return all(w == pid for w in await on_all(nodes, "whereis", reg, key))
 
 
+def test_a_write_after_a_quiet_spell_leaves_at_once_and_quick_ones_are_batched(cluster: Cluster) -> None:
+    """Deltas go out at most once per ``sync_interval``, but a write that
+    follows a quiet interval does not wait for the timer (leading edge)."""
+
+    async def scenario() -> None:
+        nodes = cluster.start(2)
+        async with local_node(cluster):
+            await connect_all(nodes)
+            await start_registry(nodes, "lazy", sync_interval=3.0)
+            first = await rpc_call(nodes[0], f"{M}:spawn_holder", "lazy", "first")
+            await eventually(
+                lambda: _resolves_everywhere(nodes, "lazy", "first", first), "the first write at once", timeout=1.5
+            )
+            second = await rpc_call(nodes[0], f"{M}:spawn_holder", "lazy", "second")
+            await asyncio.sleep(0.5)
+            assert await rpc_call(nodes[1], f"{M}:whereis", "lazy", "second") is None  # held: 3 s not over
+            await eventually(
+                lambda: _resolves_everywhere(nodes, "lazy", "second", second), "the second with the timer", timeout=6
+            )
+
+    run(scenario)
+
+
 def test_a_joining_node_gets_the_full_state_and_a_killed_node_takes_its_names(cluster: Cluster) -> None:
     async def scenario() -> None:
         nodes = cluster.start(3)

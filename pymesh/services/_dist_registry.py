@@ -28,9 +28,10 @@ Consistency — read this before relying on it
 The registry is **available and eventually consistent** (AP). Each node
 keeps a full replica; ``lookup``/``select``/``count`` read it with no round
 trip, ``register`` writes it and returns at once. Writes travel as batched
-deltas of a delta-state CRDT (:mod:`pymesh.services._crdt`): every
-``sync_interval`` seconds (5 ms by default), or as soon as ``max_batch``
-writes wait. So:
+deltas of a delta-state CRDT (:mod:`pymesh.services._crdt`): at most one
+delta every ``sync_interval`` seconds (5 ms by default) — a write after a
+quiet spell leaves at once, writes that come faster are batched — or as soon
+as ``max_batch`` writes wait. So:
 
 * Right after ``register`` returns, other nodes may not see the name for a
   few milliseconds. For a stronger promise, ``await wait_synced(reg)``
@@ -379,8 +380,9 @@ class DistributedRegistry:
         """Start the registry ``name`` on this node; return its owner process's pid.
 
         ``members``: ``"auto"`` (every visible node running a registry of this
-        name) or a list of node names. Deltas are sent every ``sync_interval``
-        seconds, or as soon as ``max_batch`` writes wait. ``listeners`` (pids
+        name) or a list of node names. Deltas are sent at most every
+        ``sync_interval`` seconds (a write after a quiet spell at once), or
+        as soon as ``max_batch`` writes wait. ``listeners`` (pids
         or local names) get ``("register", name, key, pid, value)`` and
         ``("unregister", name, key, pid)`` whenever the owner of a key, as
         this node sees it, changes — for registrations made on any node.

@@ -12,8 +12,12 @@ small protocol over the runtime's ``service`` control message (one service,
            each side then sends the other its **full state**: that is how a
            joining node, or the two halves of a healed partition, catch up.
 ``delta``  a batch of local writes (a delta group), sent to the live members
-           every ``sync_interval`` seconds, or at once when ``max_batch``
-           writes are waiting; it may ask for an ``ack``.
+           at most once every ``sync_interval`` seconds, or at once when
+           ``max_batch`` writes are waiting; it may ask for an ``ack``. A
+           write after a quiet spell leaves at the end of the current loop
+           iteration (with whatever else that iteration wrote) instead of
+           waiting out a whole interval: batching costs latency only when
+           writes come faster than one interval apart.
 ``bye``    the replicator stopped; its node is no longer a member.
 
 Members are the nodes that said hello, while they stay connected: a nodedown
@@ -98,6 +102,7 @@ class Replicator:
         #: every member ever seen (minus those that said bye): the quorum's denominator
         self.known: set[str] = set()
         self._buffer = AWLWWMap(compacting=False)
+        self._last_flush = float("-inf")  # loop time of the last delta sent
         self._buffered = 0
         self._flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
         self._seq = 0
@@ -170,10 +175,11 @@ class Replicator:
             self.flush()
         elif self._flush_handle is None and self._dist is not None:
             loop = asyncio.get_running_loop()
-            if self.sync_interval == 0:
+            wait = self._last_flush + self.sync_interval - loop.time()
+            if wait <= 0:  # quiet for an interval: no reason to hold this write back
                 self._flush_handle = loop.call_soon(self.flush)
             else:
-                self._flush_handle = loop.call_later(self.sync_interval, self.flush)
+                self._flush_handle = loop.call_later(wait, self.flush)
 
     def flush(self, ack: bool = False) -> asyncio.Future[None] | None:
         """Send the pending delta group to the live members now.
@@ -200,6 +206,7 @@ class Replicator:
         buffer, self._buffer, self._buffered = self._buffer, AWLWWMap(compacting=False), 0
         if not self.live:
             return fut
+        self._last_flush = asyncio.get_running_loop().time()
         data = _terms.encode([_SERVICE_OP, SERVICE, ("delta", self.kind, self.name, buffer.to_term(), seq)])
         for node in self.live:
             self._out(node, data)

@@ -37,11 +37,20 @@ state is a :class:`RemoteProtocolError`.
 
 After the handshake
 -------------------
-Frames carry batches of control messages (see :mod:`pymesh.wire._control`); a
-zero-length frame is a tick. :meth:`receive_data` returns the control messages
-as plain lists ``[op, *fields]`` — checked for a known op and the right arity —
-and the handshake's events as :class:`PeerNamed`, :class:`Refused`,
+A frame carries a batch: one msgpack array of control messages (see
+:mod:`pymesh.wire._control`; a frame of bare messages back to back is accepted
+too); a zero-length frame is a tick. :meth:`receive_data` returns the control
+messages as plain lists ``[op, *fields]`` — checked for a known op and the
+right arity, a ``SEND_TUPLE`` handed on as the ``SEND`` it stands for — and
+the handshake's events as :class:`PeerNamed`, :class:`Refused`,
 :class:`Connected` objects.
+
+Two ways in, the same events out: :meth:`receive_data` takes bytes (and copies
+them into the receive buffer); :meth:`get_buffer` / :meth:`buffer_updated` let
+the transport read straight into that buffer (asyncio's ``BufferedProtocol``),
+and frames are then decoded where they lie. Two ways out: :meth:`data_to_send`
+(one bytes object) and :meth:`buffers_to_send` (for ``writelines``: a large
+payload stays the object that was sent).
 """
 
 from __future__ import annotations
