@@ -86,6 +86,15 @@ defmodule Bench do
 
   defp idle, do: receive(do: (_ -> :ok))
 
+  # The send loop as the BEAM runs it fastest: a tail-recursive function (no closure
+  # per message, as Enum.each has; no result list, as a comprehension builds).
+  defp blast(_target, _payload, i, n) when i > n, do: :ok
+
+  defp blast(target, payload, i, n) do
+    send(target, {:msg, i, payload})
+    blast(target, payload, i + 1, n)
+  end
+
   def run(["connect" | peers]) do
     for p <- peers, do: true = Node.connect(String.to_atom(p))
     :ok = :global.sync()
@@ -98,7 +107,7 @@ defmodule Bench do
     target = sink_of(peer)
     send(target, {:start, self(), n})
     t0 = System.monotonic_time(:nanosecond)
-    Enum.each(1..n, fn i -> send(target, {:msg, i, payload}) end)
+    blast(target, payload, 1, n)
     receive do: ({:done, _} -> :ok)
     t1 = System.monotonic_time(:nanosecond)
     "msgs_per_s=#{f(n / ((t1 - t0) / 1.0e9))}"

@@ -40,7 +40,7 @@ class Counts:
     rounds: int = 3
     small: int = 200_000
     kib1: int = 100_000
-    kib64: int = 5_000
+    kib64: int = 20_000
     rtt: int = 20_000
     call: int = 10_000
     keys: int = 200_000
