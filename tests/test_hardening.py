@@ -294,6 +294,15 @@ def test_decode_limits_cap_strings_bytes_lists_and_dicts_inside_tuples_too() -> 
     _, a = connected_pair(limits=limits)
     with pytest.raises(DecodeError):
         a.receive_data(raw_frame(encode([SEND, ("t", list(range(11))), None])))
+    # the batch a frame carries is no term: it may hold more messages than max_array_len
+    i, a = connected_pair(limits=limits)
+    for n in range(40):
+        i.send_control([SEND, "p", n])
+    assert len(a.receive_data(i.data_to_send())) == 40
+    i.send_control([SEND, "p", 1])
+    i.send_control([SEND, "p", list(range(11))])  # but a message's list may not
+    with pytest.raises(DecodeError, match="exceeds max_array_len"):
+        a.receive_data(i.data_to_send())
     d = DecodeLimits.for_frame(1 << 20)
     assert (d.max_str_len, d.max_bin_len, d.max_array_len, d.max_map_len) == (1 << 20, 1 << 20, 1 << 20, 1 << 19)
     with pytest.raises(ValueError):

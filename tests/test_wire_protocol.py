@@ -755,6 +755,21 @@ def test_receive_buffer_grows_while_reads_fill_it_and_fits_a_frame_larger_than_t
     assert bytes(frame_view) == body and buf.buffered == 0
 
 
+def test_a_grown_receive_buffer_shrinks_back_once_empty_but_not_while_a_frame_is_partial() -> None:
+    buf = FrameBuffer(initial=4096, largest=1 << 20)
+    body = BIG * 4
+    buf.feed(len(body).to_bytes(4, "big") + body[:100])
+    buf.get_buffer().release()  # the next read is offered room for the whole frame
+    assert buf.capacity > len(body)
+    assert not buf.shrink()  # a frame is in progress: keep it
+    buf.feed(body[100:])
+    assert [bytes(v) for v in buf.pop_all()] == [body]
+    assert buf.shrink() and buf.capacity == 4096
+    assert not buf.shrink()
+    buf.feed(frame(b"after"))
+    assert [bytes(v) for v in buf.pop_all()] == [b"after"]
+
+
 def test_frames_handed_out_stay_valid_until_the_next_read_and_a_partial_frame_is_kept() -> None:
     buf = FrameBuffer(initial=64)
     data = frame(b"a" * 20) + frame(b"b" * 20) + frame(b"c" * 20)[:10]

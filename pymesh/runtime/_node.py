@@ -565,6 +565,7 @@ class Distribution:
                 if not ch.wrote_since_tick:
                     ch.tick()
                 ch.wrote_since_tick = False
+                ch.proto.trim()  # a receive buffer grown for a burst goes back to its first size
 
     # --- routing in: one handler per control op ---------------------------------
 

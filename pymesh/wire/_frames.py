@@ -89,7 +89,6 @@ class FrameReader:
         return frames
 
 
-
 class FrameBuffer:
     """A receive buffer the socket reads *into*, cut into frames in place.
 
@@ -110,12 +109,13 @@ class FrameBuffer:
     may still be alive): growing makes a new one.
     """
 
-    __slots__ = ("_buf", "_start", "_end", "max_frame", "largest", "_offered", "_filled")
+    __slots__ = ("_buf", "_start", "_end", "max_frame", "largest", "initial", "_offered", "_filled")
 
     def __init__(
         self, max_frame: int = DEFAULT_MAX_FRAME, initial: int = 64 * 1024, largest: int = 4 * 1024 * 1024
     ) -> None:
         self._buf = bytearray(initial)
+        self.initial = initial
         self._start = 0  # first byte not yet cut into a frame
         self._end = 0  # end of the bytes received
         self.max_frame = max_frame
@@ -152,6 +152,16 @@ class FrameBuffer:
         end = self._end
         self._offered = len(buf) - end
         return memoryview(buf)[end:]
+
+    def shrink(self) -> bool:
+        """Go back to ``initial`` bytes if the buffer grew and holds nothing now
+        (an idle connection should not keep a burst's 4 MiB). True if it did."""
+        if self._start != self._end or len(self._buf) <= self.initial:
+            return False
+        self._buf = bytearray(self.initial)
+        self._start = self._end = 0
+        self._filled = False
+        return True
 
     def _frame_rest(self) -> int:
         """Bytes still missing from the frame in progress (0 when unknown)."""
@@ -198,7 +208,8 @@ class FrameBuffer:
         """Every complete frame's payload, in order: a ``memoryview`` into the
         buffer, valid until the next :meth:`get_buffer` or :meth:`feed`
         (``b""`` for a tick). Raises :class:`FrameTooLarge` at a header
-        announcing more than ``max_frame``, after the frames before it."""
+        announcing more than ``max_frame`` (the connection is beyond saving
+        then: the frames before it are dropped too)."""
         buf, pos, end = self._buf, self._start, self._end
         frames: list[memoryview | bytes] = []
         view = None

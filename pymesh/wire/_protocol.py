@@ -292,6 +292,11 @@ class DistProtocol:
             self.state = State.CLOSED
             raise
 
+    def trim(self) -> None:
+        """Give back the memory of a receive buffer that grew for a burst and is
+        empty now (the runtime calls it every tick interval)."""
+        self._reader.shrink()
+
     def received_head(self, n: int) -> bytes:
         """The first ``n`` bytes received and not yet consumed (to tell what a
         peer that broke the protocol was speaking)."""

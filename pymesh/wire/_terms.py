@@ -561,6 +561,26 @@ def decode_all(data: bytes, limits: DecodeLimits | None = None) -> list[Any]:
     return terms
 
 
+def _decode_batch_items(data: bytes, limits: DecodeLimits) -> list[Any]:
+    global _dec_depth, _limits, _limits_floor
+    _limits, _limits_floor = limits._kwargs, limits._floor
+    unpacker = msgpack.Unpacker(
+        ext_hook=_ext_hook, strict_map_key=False, use_list=True, max_buffer_size=len(data), **_limits
+    )
+    unpacker.feed(data)
+    try:
+        count = unpacker.read_array_header()
+        terms = [unpacker.unpack() for _ in range(count)]
+        if unpacker.tell() != len(data):
+            raise DecodeError(f"{len(data) - unpacker.tell()} bytes after the batch's {count} terms")
+    except Exception as e:
+        raise _as_decode_error(e) from None
+    finally:
+        _dec_depth = 0
+        _limits, _limits_floor = _NO_LIMITS, 1 << 62
+    return terms
+
+
 #: The first byte of a batch: a msgpack array32 header (``0xdd`` + u32 count).
 BATCH_HEAD = 0xDD
 
@@ -582,6 +602,10 @@ def decode_batch(data: bytes | memoryview, limits: DecodeLimits | None = None) -
     global _dec_depth, _limits, _limits_floor
     if len(data) < 5 or data[0] != BATCH_HEAD:
         raise DecodeError("not a batch (it must start with an array32 header)")
+    if limits is not None and int.from_bytes(data[1:5], "big") > limits.max_array_len:
+        # the batch array is not a term: it may hold more messages than a term
+        # may hold items. Rare (tight limits set by hand): decode message by message.
+        return _decode_batch_items(bytes(data), limits)
     try:
         if limits is not None and len(data) > limits._floor:
             _limits, _limits_floor = limits._kwargs, limits._floor

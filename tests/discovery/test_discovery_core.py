@@ -349,6 +349,25 @@ def test_an_unreachable_node_heard_often_is_not_retried_at_every_heartbeat() -> 
     run(scenario())
 
 
+def test_a_slow_connect_to_one_heard_node_does_not_hold_up_the_others() -> None:
+    class SlowOps(FakeOps):
+        async def connect(self, node: str) -> bool:
+            if node == "slow@h":
+                self.calls.append(("connect", node))
+                await asyncio.sleep(30)  # a dial that hangs (cancelled when the cluster stops)
+            return await super().connect(node)
+
+    ops = SlowOps()
+    beats = Script("slow@h", "a@h", "b@h")
+
+    async def scenario() -> None:
+        async with Cluster([TopologySpec("p", "push", {"script": beats}, PushStrategy)], ops):
+            await wait_until(lambda: ops.connected == {"a@h", "b@h"}, timeout=2)
+            assert ops.count("connect", "slow@h") == 1
+
+    run(scenario())
+
+
 def test_default_ops_call_pymesh_node(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, Any]] = []
 

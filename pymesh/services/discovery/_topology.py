@@ -142,6 +142,7 @@ class Topology:
         self._found: frozenset[str] = frozenset()
         self._connected: frozenset[str] = frozenset()
         self._unreachable: dict[str, float] = {}  # node -> when it last failed to connect
+        self._connecting: dict[str, asyncio.Task[None]] = {}  # seen nodes being connected
         self._notes: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._last_poll: datetime | None = None
         self._last_error: str | None = None
@@ -178,6 +179,14 @@ class Topology:
 
     async def run(self) -> None:
         """Run the strategy forever, restarting it after crashes; returns only by cancellation."""
+        try:
+            await self._supervise()
+        finally:
+            for task in list(self._connecting.values()):
+                task.cancel()
+            await asyncio.gather(*self._connecting.values(), return_exceptions=True)
+
+    async def _supervise(self) -> None:
         crashes = 0
         while True:
             strategy: Strategy | None = None
@@ -239,7 +248,11 @@ class Topology:
             await self._refresh_connected()
 
     async def seen(self, node: str) -> None:
-        """One node was heard from: connect it if it is not connected; remove nothing."""
+        """One node was heard from: connect it if it is not connected; remove nothing.
+
+        Returns without waiting for the connection: a strategy that reports
+        heartbeats one after another (gossip) must not stall every other
+        heartbeat behind one slow or unreachable node."""
         async with self._lock:
             if node == self._ops.self_name():
                 return
@@ -247,8 +260,20 @@ class Topology:
             self._succeeded()
             connected = set(await maybe_await(self._ops.list_nodes()))
             failed_at = self._unreachable.get(node)
-            if node not in connected and (failed_at is None or time.monotonic() - failed_at > SEEN_RETRY):
-                await self._connect_all([node])
+            if (
+                node not in connected
+                and node not in self._connecting
+                and (failed_at is None or time.monotonic() - failed_at > SEEN_RETRY)
+            ):
+                self._connecting[node] = asyncio.get_running_loop().create_task(self._connect_seen(node))
+            await self._refresh_connected()
+
+    async def _connect_seen(self, node: str) -> None:
+        try:
+            await self._connect(node)
+        finally:
+            self._connecting.pop(node, None)
+        async with self._lock:
             await self._refresh_connected()
 
     def failed(self, error: BaseException) -> None:
