@@ -95,6 +95,8 @@ class AuthPolicy:
 
     max_failures = 10
     window = 60.0
+    #: Addresses with recent failures remembered at most (the oldest go first).
+    max_addresses = 4096
 
     def __init__(self, authorized_keys: Path) -> None:
         self.path = authorized_keys
@@ -111,10 +113,15 @@ class AuthPolicy:
         return None
 
     def _recent(self, addr: str) -> collections.deque[float]:
-        q = self._failures.setdefault(addr, collections.deque())
+        """``addr``'s failures within the window (an address with none is forgotten)."""
+        q = self._failures.get(addr)
+        if q is None:
+            return collections.deque()
         cutoff = time.monotonic() - self.window
         while q and q[0] < cutoff:
             q.popleft()
+        if not q:
+            del self._failures[addr]
         return q
 
     def blocked(self, addr: str) -> bool:
@@ -122,6 +129,14 @@ class AuthPolicy:
 
     def failed(self, addr: str) -> None:
         q = self._recent(addr)
+        if addr not in self._failures:
+            if len(self._failures) >= self.max_addresses:
+                cutoff = time.monotonic() - self.window
+                for old in [a for a, fq in self._failures.items() if not fq or fq[-1] < cutoff]:
+                    del self._failures[old]
+                while len(self._failures) >= self.max_addresses:
+                    del self._failures[next(iter(self._failures))]  # the longest-known goes
+            self._failures[addr] = q
         q.append(time.monotonic())
         if len(q) == self.max_failures:
             log.warning("SSH: %d failed logins from %s; refusing it for %gs", len(q), addr, self.window)

@@ -262,3 +262,24 @@ def test_shell_with_ssh_port_and_remsh_by_advertised_port(world: SshWorld, tmux:
     r.keys("C-d")
     assert r.wait_exit() == 0
     assert local.run("1 + 2") == "3"
+
+
+def test_the_failure_table_forgets_quiet_addresses_and_stays_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pymesh.shell._ssh import AuthPolicy
+
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    policy = AuthPolicy(tmp_path / "authorized_keys")
+    for _ in range(policy.max_failures):
+        policy.failed("10.0.0.1")
+    assert policy.blocked("10.0.0.1") and not policy.blocked("10.0.0.2")
+    assert list(policy._failures) == ["10.0.0.1"]  # asking about an address stores nothing
+    now[0] += policy.window + 1
+    assert not policy.blocked("10.0.0.1") and policy._failures == {}  # its window passed: forgotten
+    policy.max_addresses = 3
+    for i in range(10):  # a scan from many addresses keeps at most max_addresses of them
+        policy.failed(f"10.0.1.{i}")
+        now[0] += 0.01
+    assert list(policy._failures) == ["10.0.1.7", "10.0.1.8", "10.0.1.9"]
