@@ -118,6 +118,30 @@ def test_a_write_after_a_quiet_spell_leaves_at_once_and_quick_ones_are_batched(c
     run(scenario)
 
 
+def test_update_value_replicates_the_new_value_and_keeps_the_owner(cluster: Cluster) -> None:
+    async def scenario() -> None:
+        nodes = cluster.start(2)
+        async with local_node(cluster):
+            await connect_all(nodes)
+            await start_registry(nodes, "upd")
+            pid = await rpc_call(nodes[0], f"{M}:spawn_holder", "upd", "job", {"v": 1})
+            await eventually(lambda: _resolves_everywhere(nodes, "upd", "job", pid), "registered everywhere")
+            assert await rpc_call(nodes[0], f"{M}:update_holder", pid, "upd", "job", {"v": 2}) == ({"v": 2}, {"v": 1})
+
+            async def new_value_everywhere() -> bool:
+                return all(r == [(pid, {"v": 2})] for r in await on_all(nodes, "lookup", "upd", "job"))
+
+            await eventually(new_value_everywhere, "the new value on every node")
+            # not the owner of the key: None (Elixir's :error), nothing changes
+            assert await rpc_call(nodes[0], f"{M}:update_holder", pid, "upd", "other", 3) is None
+            # a value that cannot travel is refused and the old one stays
+            bad = await rpc_call(nodes[0], f"{M}:update_holder", pid, "upd", "job", "<an object>")
+            assert bad == ("error", "EncodeError")
+            assert await rpc_call(nodes[1], f"{M}:lookup", "upd", "job") == [(pid, {"v": 2})]
+
+    run(scenario)
+
+
 def test_a_joining_node_gets_the_full_state_and_a_killed_node_takes_its_names(cluster: Cluster) -> None:
     async def scenario() -> None:
         nodes = cluster.start(3)

@@ -189,6 +189,8 @@ class _Replica:
             new = (best[1], best[3])
             if old != new:
                 self.winners[key] = new
+                if old is not None and old[0] == new[0]:
+                    return  # the owner's value changed (update_value): no owner change to tell
                 if old is not None:
                     self._notify(("unregister", self.name, key, old[0]))
                 self._notify(("register", self.name, key, new[0], new[1]))
@@ -266,6 +268,27 @@ class _Replica:
         self.rep.add(key, (pid, value, self.clock), replace=())
         self._adopt(pid, key)
         self._recompute(key)
+
+    def update_value(self, key: Hashable, pid: Pid, fn: Callable[[Any], Any]) -> tuple[Any, Any] | None:
+        """Replace ``pid``'s value under ``key`` with ``fn(old)`` if ``pid`` owns
+        ``key`` here; return ``(new, old)``, else None. The entry keeps its
+        registration clock, so an update never changes who wins a conflict."""
+        owner = self.winners.get(key)
+        if owner is None or owner[0] != pid:
+            return None
+        mine = [(dot, clock) for dot, (p, _, clock) in self.rep.map.entries.get(key, {}).items() if p == pid]
+        if not mine:
+            return None
+        old = owner[1]
+        new = fn(old)
+        try:
+            _terms.encode((key, new))
+        except EncodeError as e:
+            raise EncodeError(f"cannot update {key!r} in {self.name!r}: {e}") from None
+        clock = min(c for _, c in mine)
+        self.rep.add(key, (pid, new, clock), replace=[dot for dot, _ in mine])
+        self._recompute(key)
+        return new, old
 
     def unregister(self, key: Hashable, pid: Pid) -> None:
         keys = self.local.get(pid)
@@ -460,6 +483,18 @@ class DistributedRegistry:
     def unregister(reg: Any, key: Any) -> None:
         """Remove the calling process's registration of ``key`` (no error if none)."""
         _get(reg).unregister(key, P.self())
+
+    @staticmethod
+    def update_value(reg: Any, key: Any, fn: Callable[[Any], Any]) -> tuple[Any, Any] | None:
+        """Replace the calling process's value under ``key`` with ``fn(old)``,
+        as Elixir's ``Registry.update_value``; replicated like a registration.
+
+        Returns ``(new, old)``, or None when the caller does not own ``key`` as
+        this node sees it (Elixir's ``:error``). Listeners hear nothing: the
+        owner did not change. Raises :class:`~pymesh.EncodeError` for a new
+        value that cannot travel (the old one stays), and whatever ``fn`` raises.
+        """
+        return _get(reg).update_value(key, P.self(), fn)
 
     @staticmethod
     async def wait_synced(reg: Any, timeout: float = 5.0) -> bool:

@@ -40,7 +40,29 @@ def visible() -> list[str]:
 
 
 async def _hold() -> None:
-    await P.receive(lambda m: m == "stop")
+    while True:
+        m = await P.receive()
+        if m == "stop":
+            return
+        if type(m) is tuple and m[0] == "update":  # ("update", reg, key, new value, reply to)
+            _, reg, key, value, frm = m
+            if value == "<an object>":
+                value = object()  # a value that cannot travel
+            try:
+                answer: Any = _registry().update_value(reg, key, lambda old: value)
+            except Exception as e:
+                answer = ("error", type(e).__name__)
+            P.send(frm, ("updated", answer))
+
+
+async def update_holder(pid: Pid, reg: str, key: Any, value: Any) -> Any:
+    """Have the holder ``pid`` set its value under ``key``; its update_value's answer."""
+    P.send(pid, ("update", reg, key, value, P.self()))
+    return (await P.receive(lambda m: type(m) is tuple and m[0] == "updated", timeout=5))[1]
+
+
+def lookup(reg: str, key: Any) -> Any:
+    return _registry().lookup(reg, key)
 
 
 async def _watch(pid: Pid) -> None:
