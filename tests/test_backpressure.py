@@ -232,3 +232,42 @@ def test_process_flag_max_mailbox_values() -> None:
         assert len(pymesh.flush_mailbox()) == 1000
 
     run(scenario)
+
+
+async def _sleeper() -> None:
+    await asyncio.sleep(3600)
+
+
+def test_spawn_opt_sets_its_options_before_the_first_line() -> None:
+    async def scenario() -> None:
+        # the limit holds for messages sent before the process ever ran
+        pid, ref = pymesh.spawn_opt(_sleeper, monitor=True, max_mailbox=2, label="bounded")
+        assert pymesh.process_info(pid).label == "bounded"
+        for i in range(3):
+            send(pid, i)
+        assert await receive(("DOWN", ref, "process", pid, ANY), timeout=2) == ("DOWN", ref, "process", pid, "mailbox_overflow")
+
+        # link + trap_exit: the child traps its linked parent's exit from the start
+        got: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+
+        async def trapper() -> None:
+            got.set_result(await receive(("EXIT", ANY, ANY)))
+
+        parent_done = asyncio.get_running_loop().create_future()
+
+        async def parent() -> None:
+            pymesh.spawn_opt(trapper, link=True, trap_exit=True)
+            await parent_done
+            raise pymesh.Exit("parent went")
+
+        p = pymesh.spawn(parent)
+        await asyncio.sleep(0)
+        parent_done.set_result(None)
+        assert await asyncio.wait_for(got, 2) == ("EXIT", p, "parent went")
+
+        assert isinstance(pymesh.spawn_opt(_sleeper), pymesh.Pid)
+        for bad in (-1, 1.5, "3"):
+            with pytest.raises(ValueError, match="max_mailbox"):
+                pymesh.spawn_opt(_sleeper, max_mailbox=bad)
+
+    run(scenario)

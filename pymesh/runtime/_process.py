@@ -61,6 +61,7 @@ __all__ = [
     "spawn",
     "spawn_link",
     "spawn_monitor",
+    "spawn_opt",
     "self",
     "send",
     "send_wait",
@@ -343,6 +344,56 @@ def spawn_monitor(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> tu
         me.monitors = {}
     me.monitors[ref] = (proc.pid, rt.node)
     return _start(proc, coro), ref
+
+
+def spawn_opt(
+    fn: Callable[..., Coroutine[Any, Any, Any]],
+    *args: Any,
+    link: bool = False,
+    monitor: bool = False,
+    trap_exit: bool = False,
+    max_mailbox: int | None = None,
+    label: str | None = None,
+) -> Any:
+    """``spawn`` with options in force before the process runs its first line,
+    as Erlang's ``spawn_opt``: ``link``, ``monitor`` (then ``(pid, ref)`` is
+    returned), ``trap_exit``, ``max_mailbox`` (see :func:`process_flag`: a
+    message sent right after the spawn already counts) and ``label``.
+
+    Raises ``ValueError`` naming a bad option, and what :func:`spawn` raises.
+    """
+    limit = _mailbox_limit(max_mailbox)
+    me = current() if link or monitor else None
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise NotAProcess("spawn_opt needs a running event loop") from None
+    proc, coro = _new_process(fn, args)
+    proc.max_mailbox = limit
+    proc.trap_exit = bool(trap_exit)
+    if label is not None:
+        proc.label = str(label)
+    if me is not None and link:
+        proc.links = {me.pid}
+        if me.links is None:
+            me.links = set()
+        me.links.add(proc.pid)
+    if me is not None and monitor:
+        ref = make_ref()
+        proc.watchers = {ref: (me.pid, proc.pid)}
+        if me.monitors is None:
+            me.monitors = {}
+        me.monitors[ref] = (proc.pid, rt.node)
+        return _start(proc, coro), ref
+    return _start(proc, coro)
+
+
+def _mailbox_limit(value: Any) -> int:
+    if value is None:
+        return 0
+    if type(value) is not int or value < 0:
+        raise ValueError(f"max_mailbox must be a non-negative int or None, not {value!r}")
+    return value
 
 
 # --- messages ---------------------------------------------------------------------------
@@ -657,10 +708,7 @@ def process_flag(flag: str, value: Any) -> Any:
         old, proc.label = proc.label, str(value)
         return old
     if flag == "max_mailbox":
-        if value is None:
-            value = 0
-        if type(value) is not int or value < 0:
-            raise ValueError(f"max_mailbox must be a non-negative int or None, not {value!r}")
+        value = _mailbox_limit(value)
         proc = current()
         old_limit, proc.max_mailbox = proc.max_mailbox, value
         return old_limit or None
