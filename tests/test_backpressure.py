@@ -271,3 +271,11 @@ def test_spawn_opt_sets_its_options_before_the_first_line() -> None:
                 pymesh.spawn_opt(_sleeper, max_mailbox=bad)
 
     run(scenario)
+
+
+def test_the_batch_written_at_once_is_at_most_a_quarter_of_the_busy_limit() -> None:
+    from pymesh.runtime._connection import DEFAULT_BUSY_LIMIT, FLUSH_AT, flush_at, high_water
+
+    assert flush_at(DEFAULT_BUSY_LIMIT) == FLUSH_AT == MiB
+    assert flush_at(MiB) == MiB // 4 and high_water(MiB) == 3 * MiB // 4
+    assert flush_at(64 * 1024) == 16 * 1024 and flush_at(1) == 1 and high_water(1) == 1

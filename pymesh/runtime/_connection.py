@@ -7,8 +7,9 @@ Two classes, two jobs:
   and writes what the protocol has to send. Writes are *coalesced*: a send only
   appends encoded bytes to the protocol's batch and schedules one flush for the
   end of the current event-loop iteration, so a burst of sends leaves in one
-  frame and one ``write`` syscall. A batch that grows past ``FLUSH_AT`` is
-  flushed at once so the peer can start working while we still produce.
+  frame and one ``write`` syscall. A batch that grows past :func:`flush_at`
+  (1 MiB, less for a small busy limit) is flushed at once so the peer can start
+  working while we still produce.
 * :class:`Connection` is the logical link to one peer node. It outlives the
   channels that try to establish it (an outgoing dial, an incoming accept, both
   at once when two nodes connect simultaneously) and queues messages sent while
@@ -18,7 +19,7 @@ Backpressure, as the BEAM's ``dist_buf_busy_limit``: a connection is *busy*
 while more than its limit of bytes waits to leave — written to the transport
 but not yet taken by the kernel (the transport tells us with
 ``pause_writing``/``resume_writing``), plus the coalescing batch (at most
-``FLUSH_AT``), or, while connecting, queued for the handshake to finish.
+:func:`flush_at` of the limit), or, while connecting, queued for the handshake to finish.
 ``send_wait`` waits while a connection is busy, ``send_nowait`` raises
 :class:`~pymesh.WouldBlock`; plain ``send`` cannot wait (it is not async), so
 it queues on and is counted in ``ConnectionStats.busy_sends``, with a warning
@@ -31,6 +32,7 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,11 +44,12 @@ if TYPE_CHECKING:
     from ._node import Distribution
     from ._trace import Tracer
 
-__all__ = ["Channel", "Connection", "ConnectionStats", "FLUSH_AT", "DEFAULT_BUSY_LIMIT"]
+__all__ = ["Channel", "Connection", "ConnectionStats", "FLUSH_AT", "DEFAULT_BUSY_LIMIT", "flush_at", "high_water"]
 
 log = logging.getLogger("pymesh.dist")
 
-#: Flush a batch immediately once it holds this many bytes.
+#: Flush a batch immediately once it holds this many bytes (or a quarter of the
+#: connection's busy limit, if that is less: see :func:`flush_at`).
 FLUSH_AT = 1024 * 1024
 
 #: Bytes queued for one peer beyond which its connection is busy, unless
@@ -57,10 +60,17 @@ DEFAULT_BUSY_LIMIT = 8 * 1024 * 1024
 _BUSY_WARN_EVERY = 10.0  # seconds between two "busy" warnings of one connection
 
 
+def flush_at(limit: int) -> int:
+    """The batch size that is written at once, for a connection whose busy limit
+    is ``limit``: :data:`FLUSH_AT`, or a quarter of a smaller limit (a batch
+    should not hold most of what may wait to leave)."""
+    return max(min(FLUSH_AT, limit // 4), 1)
+
+
 def high_water(limit: int) -> int:
     """The transport write-buffer size that makes a connection with ``limit`` busy:
     the limit less the largest coalescing batch that can come on top of it."""
-    return max(limit - FLUSH_AT, limit // 2, 1)
+    return max(limit - flush_at(limit), limit // 2, 1)
 
 #: The message tracer while someone watches (see :mod:`pymesh.runtime._trace`),
 #: else None: the hot paths below pay one ``is not None`` check for it.
@@ -154,37 +164,25 @@ class Channel(asyncio.BufferedProtocol):
         return self.proto.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
+        self._received(nbytes, self.proto.buffer_updated, nbytes)
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes from a layer that hands over bytes objects (TLS)."""
+        self._received(len(data), self.proto.receive_data, data)
+
+    def _received(self, nbytes: int, feed: Callable[[Any], list[Any]], arg: Any) -> None:
         self.last_recv = self._loop.time()
         kick()  # keep polling a while: the next message is likely close behind (see _loop)
         first = self.bytes_in == 0
         self.bytes_in += nbytes
         try:
-            events = self.proto.buffer_updated(nbytes)
+            events = feed(arg)
         except RemoteProtocolError as e:
-            self._protocol_error(e, first)
+            if self.plain and first and self.proto.role is Role.ACCEPTOR and self.proto.received_head(1) == b"\x16":
+                self._refuse_tls()  # a TLS ClientHello broke the framing
+            else:
+                self.fail("protocol_error", f"{type(e).__name__}: {e}")
             return
-        self._events(events)
-
-    def data_received(self, data: bytes) -> None:
-        """Bytes from a layer that hands over bytes objects (TLS)."""
-        self.last_recv = self._loop.time()
-        kick()
-        first = self.bytes_in == 0
-        self.bytes_in += len(data)
-        try:
-            events = self.proto.receive_data(data)
-        except RemoteProtocolError as e:
-            self._protocol_error(e, first)
-            return
-        self._events(events)
-
-    def _protocol_error(self, e: RemoteProtocolError, first: bool) -> None:
-        if self.plain and first and self.proto.role is Role.ACCEPTOR and self.proto.received_head(1) == b"\x16":
-            self._refuse_tls()
-        else:
-            self.fail("protocol_error", f"{type(e).__name__}: {e}")
-
-    def _events(self, events: list[Any]) -> None:
         conn = self.conn
         if conn is not None and events:
             self.msgs_in += len(events)
@@ -272,7 +270,7 @@ class Channel(asyncio.BufferedProtocol):
     # --- output -----------------------------------------------------------------------
 
     def schedule_flush(self) -> None:
-        if self.proto.pending_bytes >= FLUSH_AT:
+        if self.proto.pending_bytes >= self.dist.flush_at:
             self.flush()
         elif not self.flush_scheduled:
             self.flush_scheduled = True
@@ -336,6 +334,7 @@ class Connection:
         "msgs_out",
         "dispatch",
         "busy_limit",
+        "flush_at",
         "busy_sends",
         "drain_waiters",
         "_busy_warned",
@@ -357,6 +356,7 @@ class Connection:
         self.msgs_out = 0
         self.dispatch: Any = None  # set by the Distribution when the connection comes up
         self.busy_limit = busy_limit
+        self.flush_at = flush_at(busy_limit)
         self.busy_sends = 0
         self.drain_waiters: list[asyncio.Future[None]] = []
         self._busy_warned = -_BUSY_WARN_EVERY
@@ -425,7 +425,7 @@ class Connection:
                 self._busy_send()
             pending = ch.proto.send_encoded(data)
             if ch.flush_scheduled:
-                if pending >= FLUSH_AT:
+                if pending >= self.flush_at:
                     ch.flush()
                     ch.flush_scheduled = True
                 return

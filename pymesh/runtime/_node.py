@@ -55,7 +55,7 @@ from . import _process as P
 from . import _rpc
 from . import _trace
 from ._loop import tune_gc
-from ._connection import DEFAULT_BUSY_LIMIT, Channel, Connection, ConnectionStats, high_water
+from ._connection import DEFAULT_BUSY_LIMIT, Channel, Connection, ConnectionStats, flush_at, high_water
 from ._cookie import resolve_cookie
 from ._guard import DEFAULT_MAX_FAILURES, DEFAULT_MAX_PENDING, HandshakeGuard
 from ._tls import SSLContexts, TLSConfig, TlsChannel, contexts
@@ -117,6 +117,7 @@ class Distribution:
         self.channel_class: type[Channel] = TlsChannel if tls is not None else Channel
         self.busy_limit = busy_limit
         self.busy_high_water = high_water(busy_limit)
+        self.flush_at = flush_at(busy_limit)
         self.decode_limits = decode_limits or DecodeLimits.for_frame(max_frame)
         self.guard = guard or HandshakeGuard()
         self.creation = 0

@@ -317,33 +317,12 @@ def spawn(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Pid:
 
 def spawn_link(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Pid:
     """``spawn`` and link the new process to the caller, atomically."""
-    me = current()
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        raise NotAProcess("spawn_link needs a running event loop") from None
-    proc, coro = _new_process(fn, args)
-    proc.links = {me.pid}
-    if me.links is None:
-        me.links = set()
-    me.links.add(proc.pid)
-    return _start(proc, coro)
+    return _spawn_with("spawn_link", fn, args, link=True)  # type: ignore[no-any-return]
 
 
 def spawn_monitor(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> tuple[Pid, Ref]:
     """``spawn`` and monitor the new process; returns ``(pid, ref)``."""
-    me = current()
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        raise NotAProcess("spawn_monitor needs a running event loop") from None
-    proc, coro = _new_process(fn, args)
-    ref = make_ref()
-    proc.watchers = {ref: (me.pid, proc.pid)}
-    if me.monitors is None:
-        me.monitors = {}
-    me.monitors[ref] = (proc.pid, rt.node)
-    return _start(proc, coro), ref
+    return _spawn_with("spawn_monitor", fn, args, monitor=True)  # type: ignore[no-any-return]
 
 
 def spawn_opt(
@@ -362,12 +341,28 @@ def spawn_opt(
 
     Raises ``ValueError`` naming a bad option, and what :func:`spawn` raises.
     """
+    return _spawn_with(
+        "spawn_opt", fn, args, link=link, monitor=monitor, trap_exit=trap_exit, max_mailbox=max_mailbox, label=label
+    )
+
+
+def _spawn_with(
+    who: str,
+    fn: Callable[..., Coroutine[Any, Any, Any]],
+    args: tuple[Any, ...],
+    *,
+    link: bool = False,
+    monitor: bool = False,
+    trap_exit: bool = False,
+    max_mailbox: int | None = None,
+    label: str | None = None,
+) -> Any:
     limit = _mailbox_limit(max_mailbox)
     me = current() if link or monitor else None
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        raise NotAProcess("spawn_opt needs a running event loop") from None
+        raise NotAProcess(f"{who} needs a running event loop") from None
     proc, coro = _new_process(fn, args)
     proc.max_mailbox = limit
     proc.trap_exit = bool(trap_exit)

@@ -74,7 +74,7 @@ from .._errors import (
 )
 from ._control import ARITY, SEND, SEND_TUPLE
 from ._frames import DEFAULT_MAX_FRAME, HEADER, TICK_FRAME, FrameBuffer
-from ._terms import BATCH_HEAD, DecodeLimits, batch_header, decode_all, decode_batch, encode
+from ._terms import BATCH_HEAD, DecodeLimits, batch_header, decode_all, decode_batch, encode, join_small
 
 __all__ = [
     "DistProtocol",
@@ -573,18 +573,8 @@ _WRITE_AS_IS = 16 * 1024
 def _coalesce(batch: list[bytes | list[bytes]], out: list[bytes]) -> None:
     """Append a batch's bytes to ``out``: every run of small pieces joined into
     one buffer, each large piece (a payload ``encode_send`` kept apart) as is."""
-    run: list[bytes] = []
-    for msg in batch:
-        for piece in (msg,) if type(msg) is bytes else msg:
-            if len(piece) >= _WRITE_AS_IS:
-                if run:
-                    out.append(b"".join(run))
-                    run = []
-                out.append(piece)  # type: ignore[arg-type]
-            else:
-                run.append(piece)  # type: ignore[arg-type]
-    if run:
-        out.append(b"".join(run))
+    pieces = (piece for msg in batch for piece in ((msg,) if type(msg) is bytes else msg))
+    join_small(pieces, _WRITE_AS_IS, out)  # type: ignore[arg-type]
 
 
 def refusal(reason: str) -> bytes:

@@ -38,7 +38,7 @@ Limits on decode (each a :class:`~pymesh.DecodeError` when exceeded):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -329,7 +329,7 @@ def _send_tuple_parts(pid: bytes, t: tuple[Any, ...]) -> list[bytes]:
             parts.append(x)
         else:
             parts.append(pack(x))
-    return _join_small(parts)
+    return join_small(parts, _BIG_BYTES)
 
 
 _nested_pack = _nested.pack
@@ -338,12 +338,15 @@ _SEND_TUPLE_OP = bytes((_SEND_TUPLE,))
 _SEND_TUPLE_HEADS = [bytes((0x90 | (n + 2), _SEND_TUPLE)) for n in range(14)]
 
 
-def _join_small(parts: list[bytes]) -> list[bytes]:
-    """Join each run of small parts; keep the large payloads as they are."""
-    out: list[bytes] = []
+def join_small(parts: Iterable[bytes], big: int, out: list[bytes] | None = None) -> list[bytes]:
+    """Join each run of parts shorter than ``big``; keep the others as they are
+    (appended to ``out``, or to a new list). What goes to a ``writelines``:
+    a large payload is not copied, small pieces are not written one by one."""
+    if out is None:
+        out = []
     run: list[bytes] = []
     for p in parts:
-        if len(p) >= _BIG_BYTES:
+        if len(p) >= big:
             if run:
                 out.append(b"".join(run))
                 run = []
