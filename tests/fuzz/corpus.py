@@ -41,6 +41,7 @@ from pymesh.wire._control import (
     UNLINK,
 )
 from pymesh.wire._frames import TICK_FRAME, frame
+from pymesh.wire._terms import batch_header, encode_send
 
 from .targets import A_NAME, COOKIE, I_NAME, MAX_FRAME, TARGETS, fixed_challenges
 
@@ -74,10 +75,21 @@ def control_messages() -> list[list[object]]:
     ]
 
 
+#: Sends as the runtime writes them: tuples travel as SEND_TUPLE (one with a
+#: payload large enough to be kept apart by encode_send), anything else as SEND.
+SENDS: list[object] = [("msg", 1, {"key": "value"}), (), ("big", b"\xab" * 5000), [1, ("x",)], "plain"]
+
+
 def _control_frames() -> bytes:
+    """A batch frame (what pymesh writes), a frame of bare messages, a tick,
+    one message per frame, and a batch of sends in their wire forms."""
     msgs = control_messages()
-    one_frame = frame(b"".join(encode(m) for m in msgs))
-    return one_frame + TICK_FRAME + b"".join(frame(encode(m)) for m in msgs[:4])
+    batch = frame(batch_header(len(msgs)) + b"".join(encode(m) for m in msgs))
+    bare = frame(b"".join(encode(m) for m in msgs))
+    singles = b"".join(frame(encode(m)) for m in msgs[:4])
+    sends = [encode_send(_P, m) for m in SENDS]
+    send_batch = frame(batch_header(len(sends)) + b"".join(s if type(s) is bytes else b"".join(s) for s in sends))
+    return batch + bare + TICK_FRAME + singles + send_batch
 
 
 def _handshake(status: str = "ok", hidden: bool = False) -> tuple[bytes, bytes]:

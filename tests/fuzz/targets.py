@@ -47,6 +47,7 @@ from pymesh.wire import (
 )
 from pymesh.wire import _epmd as epmd
 from pymesh.wire._control import ARITY
+from pymesh.wire._frames import FrameBuffer
 
 __all__ = ["A_NAME", "COOKIE", "I_NAME", "TARGETS", "FuzzFailure", "fixed_challenges", "pair"]
 
@@ -156,9 +157,40 @@ def _canon(x: Any) -> Any:
 
 
 def fuzz_frames(data: bytes) -> None:
-    """:class:`FrameReader`: frames within ``max_frame`` or :class:`FrameTooLarge`, whatever the chunking."""
+    """:class:`FrameReader` and :class:`FrameBuffer`: frames within ``max_frame`` or
+    :class:`FrameTooLarge`, whatever the chunking, the same frames from both."""
     if len(data) < 2:
         return
+    _fuzz_frame_reader(data)
+    _fuzz_frame_buffer(data)
+
+
+def _fuzz_frame_buffer(data: bytes) -> None:
+    max_frame, body = data[0] * 4, data[2:]
+    buf = FrameBuffer(max_frame, initial=16, largest=64)  # tiny: growth and moves on every input
+    got: list[bytes] = []
+    try:
+        for chunk in _chunks(body, data[1]):
+            pos = 0
+            while pos < len(chunk):  # reads into the room offered, as a transport does
+                room = buf.get_buffer(1)
+                n = min(len(room), len(chunk) - pos)
+                room[:n] = chunk[pos : pos + n]
+                room.release()
+                buf.written(n)
+                pos += n
+                got += [bytes(f) for f in buf.pop_all()]
+    except FrameTooLarge:
+        return
+    if any(len(f) > max_frame for f in got):
+        raise FuzzFailure(f"a frame passed the limit of {max_frame}")
+    reader = FrameReader(max_frame)
+    reader.feed(body)
+    if got != reader.pop_all() or buf.buffered != reader.buffered:
+        raise FuzzFailure("FrameBuffer and FrameReader cut the same bytes differently")
+
+
+def _fuzz_frame_reader(data: bytes) -> None:
     max_frame, body = data[0] * 4, data[2:]
     reader = FrameReader(max_frame)
     total = 0
@@ -179,14 +211,34 @@ def fuzz_frames(data: bytes) -> None:
 # --- the distribution protocol -----------------------------------------------------------------------
 
 
+def _deliver(proto: DistProtocol, chunk: bytes, buffered: bool) -> list[Any]:
+    """One read: handed over as bytes (``receive_data``), or read into the
+    protocol's own buffer as a ``BufferedProtocol`` transport does (as many
+    reads as the room it offers takes)."""
+    if not buffered:
+        return proto.receive_data(chunk)
+    events: list[Any] = []
+    pos = 0
+    while pos < len(chunk):
+        room = proto.get_buffer(-1)
+        n = min(len(room), len(chunk) - pos)
+        room[:n] = chunk[pos : pos + n]
+        room.release()
+        events += proto.buffer_updated(n)
+        pos += n
+    return events
+
+
 def _feed(proto: DistProtocol, data: bytes, knob: int, on_named: Callable[[PeerNamed], None] | None) -> list[Any]:
-    """Feed ``data`` to ``proto`` in chunks; check what comes out. Returns the events."""
+    """Feed ``data`` to ``proto`` in chunks; check what comes out. Returns the events.
+    Half the knobs deliver through the receive buffer (``get_buffer``/``buffer_updated``)."""
     events: list[Any] = []
     connected = 0
+    buffered = bool((knob ^ (knob >> 4)) & 1)
     try:
         for chunk in _chunks(data, knob):
             before = proto.state
-            for event in proto.receive_data(chunk):
+            for event in _deliver(proto, chunk, buffered):
                 events.append(event)
                 kind = type(event)
                 if kind is list:

@@ -60,7 +60,7 @@ from pymesh.wire._control import ARITY
 from pymesh.wire._frames import frame
 
 from . import targets as T
-from .corpus import CORPUS, CRASHERS, control_messages, seeds
+from .corpus import CORPUS, CRASHERS, SENDS, control_messages, seeds
 from .engine import fuzz
 
 
@@ -88,7 +88,7 @@ def test_every_corpus_entry_passes_its_target(path: Path) -> None:
 
 
 def test_recorded_handshakes_replay_to_connected_and_reach_the_control_messages() -> None:
-    n_control = len(control_messages()) + 4
+    n_control = 2 * len(control_messages()) + 4 + len(SENDS)
     for name, role in (("acceptor-ok", Role.ACCEPTOR), ("acceptor-alive", Role.ACCEPTOR), ("initiator-ok", Role.INITIATOR)):
         data = SEEDS[name]
         got: list[Any] = []
