@@ -247,13 +247,7 @@ def _tuple_parts(t: tuple[Any, ...], append: Callable[[bytes], None]) -> None:
             append(body)
             return
         parts = [_array_header(len(t))]
-        pack = _nested.pack
-        for x in t:
-            if type(x) is bytes and len(x) >= _BIG_BYTES:
-                parts.append(_bin_header(len(x)))
-                parts.append(x)
-            else:
-                parts.append(pack(x))
+        _item_parts(t, parts)
         append(_ext_header(EXT_TUPLE, sum(map(len, parts))))
         for p in parts:
             append(p)
@@ -322,6 +316,13 @@ def _send_tuple_parts(pid: bytes, t: tuple[Any, ...]) -> list[bytes]:
     global _depth
     _depth = 1
     parts = [_array_header(len(t) + 2) + _SEND_TUPLE_OP + pid]
+    _item_parts(t, parts)
+    return join_small(parts, _BIG_BYTES)
+
+
+def _item_parts(t: tuple[Any, ...], parts: list[bytes]) -> None:
+    """Append each item of ``t`` packed (at depth 1), a large bytes item as its
+    bin header followed by the object itself (not copied)."""
     pack = _nested.pack
     for x in t:
         if type(x) is bytes and len(x) >= _BIG_BYTES:
@@ -329,7 +330,6 @@ def _send_tuple_parts(pid: bytes, t: tuple[Any, ...]) -> list[bytes]:
             parts.append(x)
         else:
             parts.append(pack(x))
-    return join_small(parts, _BIG_BYTES)
 
 
 _nested_pack = _nested.pack
