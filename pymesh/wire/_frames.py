@@ -27,68 +27,6 @@ def frame(payload: bytes) -> bytes:
     return HEADER.pack(len(payload)) + payload
 
 
-class FrameReader:
-    """Buffers bytes and cuts them into frames.
-
-    ``feed(data)`` buffers; ``pop()`` returns one complete frame and
-    ``pop_all()`` every complete frame. A header announcing more than
-    ``max_frame`` bytes raises :class:`FrameTooLarge` before that frame's body
-    is waited for.
-    """
-
-    __slots__ = ("_buf", "max_frame")
-
-    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
-        self._buf = bytearray()
-        self.max_frame = max_frame
-
-    @property
-    def buffered(self) -> int:
-        """Bytes received but not yet part of a complete frame."""
-        return len(self._buf)
-
-    def feed(self, data: bytes) -> None:
-        """Buffer received bytes."""
-        self._buf += data
-
-    def pop(self) -> bytes | None:
-        """The next complete frame's payload, or None until more bytes arrive."""
-        buf = self._buf
-        if len(buf) < 4:
-            return None
-        (size,) = _unpack_header(buf, 0)
-        if size > self.max_frame:
-            raise FrameTooLarge(f"peer announced a {size}-byte frame; the limit is {self.max_frame}")
-        if len(buf) < 4 + size:
-            return None
-        payload = bytes(buf[4 : 4 + size])
-        del buf[: 4 + size]
-        return payload
-
-    def pop_all(self) -> list[bytes]:
-        """Every complete frame's payload, in order (``b""`` for a tick)."""
-        buf = self._buf
-        frames: list[bytes] = []
-        pos = 0
-        end = len(buf)
-        view = memoryview(buf)  # slices of a view are copied once; of the bytearray, twice
-        try:
-            while end - pos >= 4:
-                (size,) = _unpack_header(buf, pos)
-                if size > self.max_frame:
-                    raise FrameTooLarge(f"peer announced a {size}-byte frame; the limit is {self.max_frame}")
-                stop = pos + 4 + size
-                if stop > end:
-                    break
-                frames.append(view[pos + 4 : stop].tobytes())
-                pos = stop
-        finally:
-            view.release()  # before the bytearray is resized
-        if pos:
-            del buf[:pos]
-        return frames
-
-
 class FrameBuffer:
     """A receive buffer the socket reads *into*, cut into frames in place.
 
@@ -231,3 +169,18 @@ class FrameBuffer:
         finally:
             self._start = pos
         return frames
+
+
+class FrameReader(FrameBuffer):
+    """A :class:`FrameBuffer` for callers that hold bytes: ``feed(data)``
+    buffers a copy, ``pop()`` returns one complete frame and ``pop_all()``
+    every complete frame, each as ``bytes`` of its own (kept as long as
+    wanted). A header announcing more than ``max_frame`` bytes raises
+    :class:`FrameTooLarge` before that frame's body is waited for.
+    """
+
+    __slots__ = ()
+
+    def pop_all(self) -> list[bytes]:  # type: ignore[override]
+        """Every complete frame's payload, in order (``b""`` for a tick)."""
+        return [bytes(f) for f in super().pop_all()]

@@ -158,7 +158,8 @@ def _canon(x: Any) -> Any:
 
 def fuzz_frames(data: bytes) -> None:
     """:class:`FrameReader` and :class:`FrameBuffer`: frames within ``max_frame`` or
-    :class:`FrameTooLarge`, whatever the chunking, the same frames from both."""
+    :class:`FrameTooLarge`, whatever the chunking; a tiny buffer read into piece by
+    piece (growing, moving its tail) cuts the same frames as the whole input fed at once."""
     if len(data) < 2:
         return
     _fuzz_frame_reader(data)
