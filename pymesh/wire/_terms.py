@@ -505,6 +505,20 @@ def _ext_hook(code: int, data: bytes) -> Any:
 _unpackb = msgpack.unpackb
 
 
+def _use_limits(limits: DecodeLimits) -> None:
+    """Apply ``limits`` to every container of the decode in progress (tuple
+    payloads included, which the ext hook decodes separately)."""
+    global _limits, _limits_floor
+    _limits, _limits_floor = limits._kwargs, limits._floor
+
+
+def _decoded() -> None:
+    """A top-level decode ended, well or not: reset what it set."""
+    global _dec_depth, _limits, _limits_floor
+    _dec_depth = 0
+    _limits, _limits_floor = _NO_LIMITS, 1 << 62
+
+
 def _as_decode_error(e: Exception) -> DecodeError:
     if isinstance(e, DecodeError):
         return e
@@ -513,13 +527,12 @@ def _as_decode_error(e: Exception) -> DecodeError:
 
 def decode(data: bytes) -> Any:
     """Decode exactly one term; raise :class:`DecodeError` on any malformed input."""
-    global _dec_depth
     try:
         return msgpack.unpackb(data, ext_hook=_ext_hook, strict_map_key=False, use_list=True)
     except Exception as e:
         raise _as_decode_error(e) from None
     finally:
-        _dec_depth = 0
+        _decoded()
 
 
 def decode_all(data: bytes, limits: DecodeLimits | None = None) -> list[Any]:
@@ -530,12 +543,11 @@ def decode_all(data: bytes, limits: DecodeLimits | None = None) -> list[Any]:
     first malformed, truncated or over-limit term; a frame is accepted or
     rejected whole.
     """
-    global _dec_depth, _limits, _limits_floor
     size = len(data)
     if limits is not None and size > limits._floor:
         # msgpack caps every container at the buffer's size by itself: explicit
         # limits (costly to pass) matter only for a payload larger than one
-        _limits, _limits_floor = limits._kwargs, limits._floor
+        _use_limits(limits)
         unpacker = msgpack.Unpacker(
             ext_hook=_ext_hook, strict_map_key=False, use_list=True, max_buffer_size=size, **_limits
         )
@@ -554,9 +566,7 @@ def decode_all(data: bytes, limits: DecodeLimits | None = None) -> list[Any]:
     except Exception as e:
         raise _as_decode_error(e) from None
     finally:
-        _dec_depth = 0
-        if _limits is not _NO_LIMITS:
-            _limits, _limits_floor = _NO_LIMITS, 1 << 62
+        _decoded()
     # The Unpacker stops silently before a truncated tail, and its tell() then
     # counts the bytes of a half-read container: measure up to the last whole term.
     if end != len(data):
@@ -565,8 +575,7 @@ def decode_all(data: bytes, limits: DecodeLimits | None = None) -> list[Any]:
 
 
 def _decode_batch_items(data: bytes, limits: DecodeLimits) -> list[Any]:
-    global _dec_depth, _limits, _limits_floor
-    _limits, _limits_floor = limits._kwargs, limits._floor
+    _use_limits(limits)
     unpacker = msgpack.Unpacker(
         ext_hook=_ext_hook, strict_map_key=False, use_list=True, max_buffer_size=len(data), **_limits
     )
@@ -579,8 +588,7 @@ def _decode_batch_items(data: bytes, limits: DecodeLimits) -> list[Any]:
     except Exception as e:
         raise _as_decode_error(e) from None
     finally:
-        _dec_depth = 0
-        _limits, _limits_floor = _NO_LIMITS, 1 << 62
+        _decoded()
     return terms
 
 
@@ -602,7 +610,6 @@ def decode_batch(data: bytes | memoryview, limits: DecodeLimits | None = None) -
     Raises :class:`DecodeError` on anything else: a short or long count, a
     truncated term, trailing bytes, a container over ``limits``.
     """
-    global _dec_depth, _limits, _limits_floor
     if len(data) < 5 or data[0] != BATCH_HEAD:
         raise DecodeError("not a batch (it must start with an array32 header)")
     if limits is not None and int.from_bytes(data[1:5], "big") > limits.max_array_len:
@@ -611,14 +618,12 @@ def decode_batch(data: bytes | memoryview, limits: DecodeLimits | None = None) -
         return _decode_batch_items(bytes(data), limits)
     try:
         if limits is not None and len(data) > limits._floor:
-            _limits, _limits_floor = limits._kwargs, limits._floor
+            _use_limits(limits)
             terms = msgpack.unpackb(data, ext_hook=_ext_hook, strict_map_key=False, use_list=True, **_limits)
         else:
             terms = msgpack.unpackb(data, ext_hook=_ext_hook, strict_map_key=False, use_list=True)
     except Exception as e:
         raise _as_decode_error(e) from None
     finally:
-        _dec_depth = 0
-        if _limits is not _NO_LIMITS:
-            _limits, _limits_floor = _NO_LIMITS, 1 << 62
+        _decoded()
     return terms  # type: ignore[no-any-return]
